@@ -1,0 +1,14 @@
+//! echo-gateway: a declarative, config-driven mock HTTP gateway on Pingora.
+//!
+//! Config files and the admin API feed two layers of endpoints; both compile
+//! into one immutable [`router::Router`] held in an `ArcSwap`; the Pingora
+//! proxy in [`proxy`] answers from it, or passes requests through.
+
+pub mod admin;
+pub mod config;
+pub mod healthcheck;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod store;
+pub mod telemetry;
