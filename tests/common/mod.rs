@@ -245,3 +245,87 @@ pub async fn send(
     };
     (status, json)
 }
+
+/// A test upstream on a free port: answers every request with 200 and, as the
+/// body, the request head it received followed by the request body. With
+/// `silent`, it accepts connections and never answers.
+pub struct TestUpstream {
+    pub port: u16,
+}
+
+impl TestUpstream {
+    pub fn echo() -> TestUpstream {
+        Self::spawn(false)
+    }
+
+    pub fn silent() -> TestUpstream {
+        Self::spawn(true)
+    }
+
+    fn spawn(silent: bool) -> TestUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+        let port = listener.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                std::thread::spawn(move || serve_echo(conn, silent));
+            }
+        });
+        TestUpstream { port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+fn serve_echo(mut conn: TcpStream, silent: bool) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        // Read one request head, then its Content-Length body.
+        let head_end = loop {
+            if let Some(i) = find(&buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let len = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())?
+            })
+            .unwrap_or(0);
+        while buf.len() < head_end + len {
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        if silent {
+            std::thread::sleep(Duration::from_secs(60));
+            return;
+        }
+        let mut body = head.into_bytes();
+        body.extend_from_slice(&buf[head_end..head_end + len]);
+        buf.drain(..head_end + len);
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Upstream: echo\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        if conn.write_all(resp.as_bytes()).is_err() || conn.write_all(&body).is_err() {
+            return;
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
