@@ -616,7 +616,7 @@ fn decode_headers(h: &Node, diags: &mut Diags) -> Vec<(String, String)> {
         let mut ok = true;
         if name.is_empty() || !name.bytes().all(is_tchar) {
             diags.push_hint(
-                &v.loc,
+                &k.loc,
                 format!(
                     "header name `{}` is not a valid HTTP token",
                     name.escape_default()
@@ -626,14 +626,14 @@ fn decode_headers(h: &Node, diags: &mut Diags) -> Vec<(String, String)> {
             ok = false;
         } else if SERVER_OWNED.contains(&name.to_ascii_lowercase().as_str()) {
             diags.push_hint(
-                &v.loc,
+                &k.loc,
                 format!("header `{name}` is set by the server and cannot be configured"),
                 "Content-Length, Transfer-Encoding and the connection headers are derived from the response",
             );
             ok = false;
         } else if seen.contains(&name.to_ascii_lowercase()) {
             diags.push(
-                &v.loc,
+                &k.loc,
                 format!("header `{name}` is given twice (names are case-insensitive)"),
             );
             ok = false;
