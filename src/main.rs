@@ -110,6 +110,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         },
         None => Config::default(),
     };
+    if let Err(e) = cfg.resolve_env() {
+        tracing::error!(error = %e, "invalid config");
+        eprintln!("echo-gateway: {e}");
+        return ExitCode::from(2);
+    }
     for a in &args.listen {
         if a.parse::<std::net::SocketAddr>().is_err() {
             eprintln!("--listen `{a}` is not an address and port (for example 0.0.0.0:8080)");

@@ -55,6 +55,8 @@ pub struct AdminConfig {
     pub listen: Option<String>,
     /// Bearer token every admin request must carry.
     pub token: Option<String>,
+    /// Environment variable that holds the token, read when serving starts.
+    pub token_env: Option<String>,
     pub max_body_bytes: usize,
 }
 
@@ -105,6 +107,7 @@ impl Default for Config {
                 enabled: true,
                 listen: None,
                 token: None,
+                token_env: None,
                 max_body_bytes: DEFAULT_ADMIN_MAX_BODY,
             },
             upstreams: BTreeMap::new(),
@@ -116,6 +119,22 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Reads the values the config takes from the environment (the admin
+    /// token). `validate` does not call it: a GitOps check has no secrets.
+    pub fn resolve_env(&mut self) -> Result<(), String> {
+        if let Some(name) = &self.admin.token_env {
+            match std::env::var(name) {
+                Ok(v) if !v.is_empty() => self.admin.token = Some(v),
+                _ => {
+                    return Err(format!(
+                        "admin.token_env names `{name}`, which is not set or is empty: set it, or remove token_env to run the admin API without a token"
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn upstream_names(&self) -> HashSet<String> {
         self.upstreams.keys().cloned().collect()
     }
