@@ -4,6 +4,8 @@
 //! into one immutable [`router::Router`] held in an `ArcSwap`; the Pingora
 //! proxy in [`proxy`] answers from it, or passes requests through.
 
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod admin;
 pub mod config;
 pub mod healthcheck;

@@ -1,5 +1,7 @@
 //! The `echo-gateway` command line.
 
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;

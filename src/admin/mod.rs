@@ -148,7 +148,7 @@ pub fn check_auth(token: Option<&str>, authorization: Option<&[u8]>) -> Option<R
 
 /// 415 unless the media type is one the contract accepts (spec 3.1, A3).
 pub fn check_media_type(content_type: Option<&[u8]>) -> Option<Reply> {
-    let Some(raw) = content_type else { return None };
+    let raw = content_type?;
     let ct = String::from_utf8_lossy(raw);
     let mut parts = ct.split(';');
     let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
