@@ -107,32 +107,73 @@ impl EchoProxy {
         write_reply(session, reply, head).await
     }
 
-    /// `/healthz` and `/readyz`: GET or HEAD, after the mocks had their chance.
-    async fn serve_health(&self, session: &mut Session, path: &str, head: bool) -> Result<bool> {
-        let (status, body) = match path {
-            "/healthz" => (200, r#"{"status":"ok"}"#.to_string()),
-            "/readyz" if session.is_process_shutting_down() => {
+    fn admin_shared(&self) -> bool {
+        self.role == (Role::Mock { admin: true })
+    }
+
+    /// The admin listener, or an admin path on the shared one: the admin API,
+    /// then health, then the Echo 404.
+    async fn serve_admin_listener(
+        &self,
+        session: &mut Session,
+        path: &str,
+        head: bool,
+    ) -> Result<()> {
+        if admin::is_admin_path(path) {
+            return self.serve_admin(session, path).await;
+        }
+        if let Some(h) = Health::of(&session.req_header().method, path) {
+            return self.serve_health(session, h, head).await;
+        }
+        session.as_downstream_mut().drain_request_body().await?;
+        write_reply(session, admin::page_not_found(path), head).await
+    }
+
+    /// `/healthz` and `/readyz`; on the mock listener after the mocks.
+    async fn serve_health(&self, session: &mut Session, h: Health, head: bool) -> Result<()> {
+        let (status, body) = match h {
+            Health::Live => (200, r#"{"status":"ok"}"#.to_string()),
+            Health::Ready if session.is_process_shutting_down() => {
                 (503, r#"{"status":"shutting down"}"#.to_string())
             }
-            "/readyz" => (
+            Health::Ready => (
                 200,
                 format!(
                     r#"{{"status":"ready","generation":{}}}"#,
                     self.gw.current().generation
                 ),
             ),
-            _ => return Ok(false),
         };
         session.as_downstream_mut().drain_request_body().await?;
-        let h = json_header(status, CONTENT_TYPE_JSON, body.len(), &[]);
-        write(session, h, Bytes::from(body), head).await?;
-        Ok(true)
+        let header = json_header(status, CONTENT_TYPE_JSON, body.len(), &[]);
+        write(session, header, Bytes::from(body), head).await
     }
+}
 
-    async fn not_found(&self, session: &mut Session, path: &str, head: bool) -> Result<bool> {
-        session.as_downstream_mut().drain_request_body().await?;
-        write_reply(session, admin::page_not_found(path), head).await?;
-        Ok(true)
+/// What the mock listener does with a request.
+enum Next {
+    Respond(ResponseHeader, Bytes),
+    Proxy(Arc<Upstream>),
+    Health(Health),
+    NotFound(Reply),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Health {
+    Live,
+    Ready,
+}
+
+impl Health {
+    fn of(method: &Method, path: &str) -> Option<Health> {
+        if method != Method::GET && method != Method::HEAD {
+            return None;
+        }
+        match path {
+            "/healthz" => Some(Health::Live),
+            "/readyz" => Some(Health::Ready),
+            _ => None,
+        }
     }
 }
 
@@ -151,54 +192,44 @@ impl ProxyHttp for EchoProxy {
         session.set_keepalive(Some(self.keepalive_secs));
         let req = session.req_header();
         let head = req.method == Method::HEAD;
-        // The path is borrowed from the session, which is written to below.
-        let path = req.uri.path().to_string();
-
-        if self.role == Role::Admin {
-            if admin::is_admin_path(&path) {
-                self.serve_admin(session, &path).await?;
-                return Ok(true);
-            }
-            if (req.method == Method::GET || head)
-                && self.serve_health(session, &path, head).await?
-            {
-                return Ok(true);
-            }
-            return self.not_found(session, &path, head).await;
-        }
-        if self.role == (Role::Mock { admin: true }) && admin::is_admin_path(&path) {
-            self.serve_admin(session, &path).await?;
+        let path = req.uri.path();
+        if self.role == Role::Admin || (self.admin_shared() && admin::is_admin_path(path)) {
+            let path = path.to_string();
+            self.serve_admin_listener(session, &path, head).await?;
             return Ok(true);
         }
 
-        let router = self.gw.current();
-        match router.lookup_method(&req.method, &path).map(|e| &e.action) {
-            Some(Action::Respond(canned)) => {
-                let header = canned.header.clone();
-                let body = canned.body.clone();
-                drop(router);
+        // Decide while the request is borrowed; answer after.
+        let next = {
+            let router = self.gw.current();
+            match router.lookup_method(&req.method, path).map(|e| &e.action) {
+                Some(Action::Respond(c)) => Next::Respond(c.header.clone(), c.body.clone()),
+                Some(Action::Proxy(u)) => Next::Proxy(u.clone()),
+                None => match (Health::of(&req.method, path), &router.fallback) {
+                    (Some(h), _) => Next::Health(h),
+                    (None, Some(u)) => Next::Proxy(u.clone()),
+                    (None, None) => Next::NotFound(admin::page_not_found(path)),
+                },
+            }
+        };
+        match next {
+            Next::Respond(header, body) => {
                 session.as_downstream_mut().drain_request_body().await?;
                 write(session, header, body, head).await?;
                 Ok(true)
             }
-            Some(Action::Proxy(upstream)) => {
-                ctx.upstream = Some(upstream.clone());
+            Next::Proxy(u) => {
+                ctx.upstream = Some(u);
                 Ok(false)
             }
-            None => {
-                let fallback = router.fallback.clone();
-                drop(router);
-                let method_ok = req.method == Method::GET || head;
-                if method_ok && self.serve_health(session, &path, head).await? {
-                    return Ok(true);
-                }
-                match fallback {
-                    Some(u) => {
-                        ctx.upstream = Some(u);
-                        Ok(false)
-                    }
-                    None => self.not_found(session, &path, head).await,
-                }
+            Next::Health(h) => {
+                self.serve_health(session, h, head).await?;
+                Ok(true)
+            }
+            Next::NotFound(reply) => {
+                session.as_downstream_mut().drain_request_body().await?;
+                write_reply(session, reply, head).await?;
+                Ok(true)
             }
         }
     }
