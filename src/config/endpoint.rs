@@ -169,6 +169,7 @@ pub struct SchemaContext<'a> {
 pub const ENDPOINT_KEYS: &[&str] = &["verb", "path", "path_regex", "priority", "response"];
 const RESPONSE_KEYS: &[&str] = &["code", "headers", "body", "proxy"];
 const VERB_LIST: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE";
+const PATH_REQUIRED_HINT: &str = "give `path` (exact or template) or `path_regex`";
 pub const MAX_PATH_LEN: usize = 2048;
 const MAX_REGEX_SIZE: usize = 1 << 20;
 
@@ -220,7 +221,12 @@ pub fn decode_partial(
             out.path_loc = Some(r.loc.clone());
             out.path = decode_regex(r, diags);
         }
-        (None, None) => {}
+        // Present but null: a path cannot be removed.
+        (None, None) => {
+            if let Some(n) = attrs.get("path").or_else(|| attrs.get("path_regex")) {
+                diags.push_hint(&n.loc, "path is required", PATH_REQUIRED_HINT);
+            }
+        }
     }
     if let Some(n) = attrs.get("priority") {
         out.priority = if n.is_null() {
@@ -247,18 +253,19 @@ pub fn decode_full(
 ) -> Option<EndpointSpec> {
     let before = diags.list.len();
     let p = decode_partial(attrs, ctx, diags, extra_keys);
-    let missing = |name: &str| attrs.get(name).is_none_or(Node::is_null);
-    if missing("verb") {
+    // `decode_partial` reported the attributes given as null.
+    let absent = |name: &str| attrs.get(name).is_none();
+    if absent("verb") {
         diags.push(&attrs.loc.member("verb"), "verb is required");
     }
-    if missing("path") && missing("path_regex") {
+    if absent("path") && absent("path_regex") {
         diags.push_hint(
             &attrs.loc.member("path"),
             "path is required",
-            "give `path` (exact or template) or `path_regex`",
+            PATH_REQUIRED_HINT,
         );
     }
-    if missing("response") {
+    if absent("response") {
         diags.push(&attrs.loc.member("response"), "response is required");
     }
     if diags.list.len() > before {
