@@ -155,3 +155,21 @@ fn keep_alive_connections_close_after_the_idle_timeout() {
         "{took:?}"
     );
 }
+
+#[test]
+fn http_1_0_closes_unless_asked_to_keep_alive() {
+    let gw = Gateway::with_config("[server]\nkeepalive_timeout_secs = 5\n");
+    let started = Instant::now();
+    let resp = raw_request(gw.port, "GET /healthz HTTP/1.0\r\n\r\n");
+    assert!(
+        resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"),
+        "{resp}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2), "closed at once");
+    let resp = raw_request(
+        gw.port,
+        "GET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+    assert!(started.elapsed() < Duration::from_secs(2), "closed at once");
+}

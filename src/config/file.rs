@@ -422,7 +422,8 @@ fn decode_server(n: &Node, cfg: &mut Config, d: &mut Diags) {
         }
     }
     if let Some(x) = t.get("keepalive_timeout_secs") {
-        if let Some(v) = secs(d, x, "server.keepalive_timeout_secs", 3600) {
+        if let Some(v) = d.int_in::<u64>(x, "server.keepalive_timeout_secs", 1, 3600) {
+            let v = Duration::from_secs(v);
             cfg.server.keepalive_timeout = v;
         }
     }

@@ -189,7 +189,11 @@ impl ProxyHttp for EchoProxy {
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        session.set_keepalive(Some(self.keepalive_secs));
+        // Idle keep-alive connections get our timeout; a client that asked to
+        // close (or an HTTP/1.0 client that did not ask to keep) is left so.
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(self.keepalive_secs));
+        }
         let req = session.req_header();
         let head = req.method == Method::HEAD;
         let path = req.uri.path();
