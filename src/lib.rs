@@ -9,7 +9,9 @@
 pub mod admin;
 pub mod config;
 pub mod healthcheck;
+pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod router;
 pub mod server;
 pub mod store;

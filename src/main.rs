@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use echo_gateway::config::{self, Config};
+use echo_gateway::config::{self, Config, Overrides};
 use echo_gateway::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
@@ -61,6 +61,15 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, env = "ECHO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
+    /// Store of runtime endpoints: embedded (default), redis or memory.
+    #[arg(long, env = "ECHO_STORE")]
+    store: Option<String>,
+    /// The embedded store's database file (default data/echo-gateway.redb).
+    #[arg(long, env = "ECHO_DATA")]
+    data: Option<PathBuf>,
+    /// The redis store's URL, e.g. redis://127.0.0.1:6379/0.
+    #[arg(long, env = "ECHO_REDIS_URL")]
+    redis_url: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -99,43 +108,39 @@ fn validate(paths: &[PathBuf]) -> ExitCode {
 
 fn serve(args: ServeArgs) -> ExitCode {
     telemetry::init(args.log_format);
-    let mut cfg = match &args.config {
-        Some(p) => match config::load(std::slice::from_ref(p)) {
-            Ok(c) => c,
-            Err(errs) => {
-                for e in &errs.0 {
-                    tracing::error!(error = %e, "invalid config");
-                }
-                eprintln!("{errs}");
-                return ExitCode::from(2);
+    let overrides = Overrides {
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        store: args.store,
+        data: args.data,
+        redis_url: args.redis_url,
+    };
+    let paths: Vec<PathBuf> = args.config.into_iter().collect();
+    let loaded = if paths.is_empty() {
+        let mut cfg = Config::default();
+        overrides
+            .apply(&mut cfg)
+            .map(|()| cfg)
+            .map_err(|e| e.to_string())
+    } else {
+        config::load_with(&paths, &overrides).map_err(|errs| errs.to_string())
+    };
+    let mut cfg = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            for line in e.lines() {
+                tracing::error!(error = %line, "invalid config");
             }
-        },
-        None => Config::default(),
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
     };
     if let Err(e) = cfg.resolve_env() {
         tracing::error!(error = %e, "invalid config");
         eprintln!("echo-gateway: {e}");
         return ExitCode::from(2);
     }
-    for a in &args.listen {
-        if a.parse::<std::net::SocketAddr>().is_err() {
-            eprintln!("--listen `{a}` is not an address and port (for example 0.0.0.0:8080)");
-            return ExitCode::from(2);
-        }
-    }
-    if !args.listen.is_empty() {
-        cfg.server.listen = args.listen.clone();
-    }
-    if let Some(a) = args.admin_listen {
-        if a.parse::<std::net::SocketAddr>().is_err() {
-            eprintln!(
-                "--admin-listen `{a}` is not an address and port (for example 127.0.0.1:9090)"
-            );
-            return ExitCode::from(2);
-        }
-        cfg.admin.listen = Some(a);
-    }
-    match echo_gateway::server::run(cfg) {
+    match echo_gateway::server::run(cfg, paths, overrides) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "echo-gateway failed");

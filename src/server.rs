@@ -1,6 +1,8 @@
 //! Building and running the Pingora server: the mock listener, the admin
-//! listener when it has its own, and graceful shutdown.
+//! listener when it has its own, the control runtime (store sync, config
+//! reload), and graceful shutdown.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use pingora::apps::HttpServerOptions;
@@ -8,19 +10,29 @@ use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 
-use crate::config::Config;
+use crate::config::{Config, Overrides};
 use crate::proxy::{EchoProxy, Role};
 use crate::router::Gateway;
-use crate::store::{MemoryStore, Store};
 
-/// Runs the gateway until SIGTERM (graceful) or SIGINT (fast).
-pub fn run(config: Config) -> anyhow::Result<()> {
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let setup = tokio::runtime::Builder::new_current_thread()
+/// Runs the gateway until SIGTERM (graceful) or SIGINT (fast). `paths` are
+/// the config paths to watch and reload; `overrides` are re-applied on each
+/// reload.
+pub fn run(config: Config, paths: Vec<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
+    // The control runtime runs beside Pingora's: the store's connections and
+    // background tasks, the config watcher and SIGHUP.
+    let control = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("echo-control")
         .enable_all()
         .build()?;
-    let gw = Arc::new(setup.block_on(Gateway::new(config, store))?);
-    drop(setup);
+    let gw = control.block_on(async {
+        let store = crate::store::open(&config.store).await?;
+        anyhow::Ok(Arc::new(Gateway::new(config, store).await?))
+    })?;
+    control.spawn(follow_store(gw.clone()));
+    if !paths.is_empty() {
+        crate::reload::spawn(&control, gw.clone(), paths, overrides)?;
+    }
     let cfg = gw.config().clone();
 
     let mut conf = ServerConf {
@@ -69,11 +81,27 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         listen = ?cfg.server.listen,
         admin = %cfg.admin.listen.as_deref().unwrap_or(if cfg.admin.enabled { "shared" } else { "off" }),
+        store = gw.store().kind(),
         endpoints = gw.current().endpoint_count(),
         files = cfg.files.len(),
         "echo-gateway starting"
     );
     server.run(RunArgs::default());
+    control.shutdown_timeout(std::time::Duration::from_secs(1));
     tracing::info!("echo-gateway stopped");
     Ok(())
+}
+
+/// Serves every runtime layer a shared store reports.
+async fn follow_store(gw: Arc<Gateway>) {
+    let Some(mut rx) = gw.store().changes() else {
+        return;
+    };
+    loop {
+        let layer = rx.borrow_and_update().clone();
+        gw.replace_runtime(layer.as_ref().clone()).await;
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::doc::{Diag, Diags, Loc, Node};
 use super::endpoint::{decode_full, SchemaContext};
-use super::{Config, FileEndpoint, Upstream};
+use super::{Config, FileEndpoint, Overrides, StoreConfig, Upstream};
 
 /// One error in a config file, placed at its line and column (1-based).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +90,15 @@ impl Source {
     }
 }
 
-const TOP_KEYS: &[&str] = &["server", "admin", "upstreams", "fallback", "endpoints"];
+const TOP_KEYS: &[&str] = &[
+    "server",
+    "admin",
+    "store",
+    "upstreams",
+    "fallback",
+    "endpoints",
+];
+const STORE_KEYS: &[&str] = &["kind", "path", "url", "prefix", "check_interval_ms"];
 const SERVER_KEYS: &[&str] = &[
     "listen",
     "threads",
@@ -152,6 +160,13 @@ pub fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
 /// Loads and checks a configuration from the given files or directories.
 /// Every error of every file is returned at once.
 pub fn load(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
+    load_with(paths, &Overrides::default())
+}
+
+/// Loads a configuration with command-line settings applied on top (before
+/// the endpoints are checked: whether `/endpoints` is reserved depends on
+/// where the admin API listens).
+pub fn load_with(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut sources = Vec::new();
     for p in paths {
@@ -180,6 +195,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
     }
     let mut cfg = Config {
         files: sources.iter().map(|s| PathBuf::from(&s.name)).collect(),
+        digest: digest(&sources),
         ..Config::default()
     };
 
@@ -221,6 +237,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
                 match section {
                     "server" => decode_server(n, &mut cfg, &mut d),
                     "admin" => decode_admin(n, &mut cfg, &mut d),
+                    "store" => decode_store(n, &mut cfg, &mut d),
                     _ => decode_fallback(n, &mut cfg, &mut d),
                 }
             }
@@ -245,6 +262,16 @@ pub fn load(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
         }
         errors.extend(d.list.iter().map(|x| src.error(x)));
         docs.push((i, root));
+    }
+
+    if let Err(message) = overrides.apply(&mut cfg) {
+        errors.push(ConfigError {
+            file: "(command line)".into(),
+            line: 1,
+            col: 1,
+            message,
+            hint: None,
+        });
     }
 
     // Pass 2: endpoints, checked against the upstreams and the admin layout.
@@ -496,6 +523,127 @@ fn decode_admin(n: &Node, cfg: &mut Config, d: &mut Diags) {
             cfg.admin.max_body_bytes = v;
         }
     }
+}
+
+fn decode_store(n: &Node, cfg: &mut Config, d: &mut Diags) {
+    let Some(t) = d.table(n, "[store]") else {
+        return;
+    };
+    d.unknown_keys(t, "[store]", STORE_KEYS);
+    let kind = match t.get("kind") {
+        Some(k) => match d.string(k, "store.kind") {
+            Some(s @ ("memory" | "embedded" | "redis")) => s,
+            Some(other) => {
+                d.push_hint(
+                    &k.loc,
+                    format!("store.kind `{other}` is not a store"),
+                    "choose embedded (the default), redis or memory",
+                );
+                return;
+            }
+            None => return,
+        },
+        None => "embedded",
+    };
+    let path = t.get("path");
+    let url = t.get("url");
+    let for_kind = |d: &mut Diags, n: Option<&Node>, key: &str, kind_needed: &str| {
+        if let Some(n) = n {
+            d.push_hint(
+                &n.loc,
+                format!("store.{key} is for the {kind_needed} store, not {kind}"),
+                format!("remove it, or set kind = \"{kind_needed}\""),
+            );
+        }
+    };
+    cfg.store = match kind {
+        "memory" => {
+            for_kind(d, path, "path", "embedded");
+            for_kind(d, url, "url", "redis");
+            StoreConfig::Memory
+        }
+        "embedded" => {
+            for_kind(d, url, "url", "redis");
+            let path = match path {
+                Some(p) => match d.string(p, "store.path") {
+                    Some("") => {
+                        d.push(&p.loc, "store.path must not be empty");
+                        return;
+                    }
+                    Some(s) => PathBuf::from(s),
+                    None => return,
+                },
+                None => PathBuf::from(super::DEFAULT_DATA_PATH),
+            };
+            StoreConfig::Embedded { path }
+        }
+        _ => {
+            for_kind(d, path, "path", "embedded");
+            let url = match url {
+                Some(u) => match d.string(u, "store.url") {
+                    Some(s) if s.starts_with("redis://") || s.starts_with("rediss://") => {
+                        s.to_string()
+                    }
+                    Some(s) => {
+                        d.push_hint(
+                            &u.loc,
+                            format!("store.url `{s}` is not a Redis URL"),
+                            "write it as redis://HOST:PORT/DB or rediss://... for TLS",
+                        );
+                        return;
+                    }
+                    None => return,
+                },
+                None => {
+                    d.push_hint(
+                        &t.loc,
+                        "store.url is required for the redis store",
+                        "for example url = \"redis://127.0.0.1:6379/0\"",
+                    );
+                    return;
+                }
+            };
+            let prefix = match t.get("prefix") {
+                Some(p) => match d.string(p, "store.prefix") {
+                    Some(s) if !s.is_empty() && !s.contains(char::is_whitespace) => s.to_string(),
+                    Some(_) => {
+                        d.push(
+                            &p.loc,
+                            "store.prefix must be a non-empty word without spaces",
+                        );
+                        return;
+                    }
+                    None => return,
+                },
+                None => super::DEFAULT_REDIS_PREFIX.to_string(),
+            };
+            let check_interval = match t.get("check_interval_ms") {
+                Some(x) => match d.int_in::<u64>(x, "store.check_interval_ms", 50, 600_000) {
+                    Some(ms) => Duration::from_millis(ms),
+                    None => return,
+                },
+                None => super::DEFAULT_REDIS_CHECK,
+            };
+            StoreConfig::Redis {
+                url,
+                prefix,
+                check_interval,
+            }
+        }
+    };
+}
+
+/// SHA-256 over each file's name and contents, in load order.
+fn digest(sources: &[Source]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for s in sources {
+        h.update(s.name.as_bytes());
+        h.update([0u8]);
+        h.update(s.text.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn decode_fallback(n: &Node, cfg: &mut Config, d: &mut Diags) {

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use endpoint::{EndpointSpec, PathSpec, ResponseSpec, Verb};
-pub use file::{load, summary, ConfigError, ConfigErrors};
+pub use file::{load, load_with, summary, ConfigError, ConfigErrors};
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_ADMIN_MAX_BODY: usize = 1024 * 1024;
@@ -18,6 +18,9 @@ pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_DATA_PATH: &str = "data/echo-gateway.redb";
+pub const DEFAULT_REDIS_PREFIX: &str = "echo";
+pub const DEFAULT_REDIS_CHECK: Duration = Duration::from_secs(2);
 
 /// The whole configuration of one gateway process.
 #[derive(Debug, Clone)]
@@ -28,8 +31,39 @@ pub struct Config {
     /// Upstream for requests no endpoint matches (sidecar mode).
     pub fallback: Option<String>,
     pub endpoints: Vec<FileEndpoint>,
+    /// Where runtime endpoints live.
+    pub store: StoreConfig,
     /// The files the configuration was read from.
     pub files: Vec<PathBuf>,
+    /// SHA-256 over the files' names and contents, to tell configs apart.
+    pub digest: String,
+}
+
+/// The store of the runtime layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// Nothing outlives the process.
+    Memory,
+    /// An embedded database file (redb); the default.
+    Embedded { path: PathBuf },
+    /// Shared by every replica.
+    Redis {
+        url: String,
+        /// Prefix of every key, so that gateways of several environments can share a Redis.
+        prefix: String,
+        /// How often each replica compares its revision with Redis's.
+        check_interval: Duration,
+    },
+}
+
+impl StoreConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreConfig::Memory => "memory",
+            StoreConfig::Embedded { .. } => "embedded",
+            StoreConfig::Redis { .. } => "redis",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -113,8 +147,85 @@ impl Default for Config {
             upstreams: BTreeMap::new(),
             fallback: None,
             endpoints: Vec::new(),
+            store: StoreConfig::Embedded {
+                path: PathBuf::from(DEFAULT_DATA_PATH),
+            },
             files: Vec::new(),
+            digest: String::new(),
         }
+    }
+}
+
+/// Settings given on the command line (or its environment variables); they
+/// replace those of the files.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Vec<String>,
+    pub admin_listen: Option<String>,
+    /// `memory`, `embedded` or `redis`.
+    pub store: Option<String>,
+    /// The embedded store's file.
+    pub data: Option<PathBuf>,
+    pub redis_url: Option<String>,
+}
+
+impl Overrides {
+    pub fn apply(&self, cfg: &mut Config) -> Result<(), String> {
+        for a in self.listen.iter().chain(&self.admin_listen) {
+            if a.parse::<std::net::SocketAddr>().is_err() {
+                return Err(format!(
+                    "`{a}` is not an address and port (for example 0.0.0.0:8080)"
+                ));
+            }
+        }
+        if !self.listen.is_empty() {
+            cfg.server.listen = self.listen.clone();
+        }
+        if let Some(a) = &self.admin_listen {
+            cfg.admin.listen = Some(a.clone());
+        }
+        let kind = match (&self.store, &self.redis_url, &self.data) {
+            (Some(k), _, _) => k.as_str(),
+            (None, Some(_), _) => "redis",
+            (None, None, Some(_)) => "embedded",
+            (None, None, None) => return Ok(()),
+        };
+        cfg.store = match kind {
+            "memory" => StoreConfig::Memory,
+            "embedded" => StoreConfig::Embedded {
+                path: match (&self.data, &cfg.store) {
+                    (Some(p), _) => p.clone(),
+                    (None, StoreConfig::Embedded { path }) => path.clone(),
+                    (None, _) => PathBuf::from(DEFAULT_DATA_PATH),
+                },
+            },
+            "redis" => {
+                let (prefix, check_interval, file_url) = match &cfg.store {
+                    StoreConfig::Redis {
+                        url,
+                        prefix,
+                        check_interval,
+                    } => (prefix.clone(), *check_interval, Some(url.clone())),
+                    _ => (DEFAULT_REDIS_PREFIX.to_string(), DEFAULT_REDIS_CHECK, None),
+                };
+                let Some(url) = self.redis_url.clone().or(file_url) else {
+                    return Err(
+                        "the redis store needs a URL: --redis-url redis://HOST:PORT/DB".into(),
+                    );
+                };
+                StoreConfig::Redis {
+                    url,
+                    prefix,
+                    check_interval,
+                }
+            }
+            other => {
+                return Err(format!(
+                    "`{other}` is not a store: choose embedded, redis or memory"
+                ))
+            }
+        };
+        Ok(())
     }
 }
 

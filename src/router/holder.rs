@@ -1,15 +1,17 @@
-//! The gateway's shared state: one `ArcSwap` with the current router, and the
-//! writes of the runtime layer. Every change builds a new router to the side,
-//! commits to the store, and swaps once.
+//! The gateway's shared state: one `ArcSwap` with the current router, and
+//! every change to it. Each change (an admin write, a config reload, a change
+//! heard from another replica) builds a new router to the side and swaps it in
+//! once, under one lock, so that each builds on the router the last one left.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
 use super::{CompileError, Layers, Router, RuntimeEndpoint};
-use crate::config::{Config, EndpointSpec, Upstream};
+use crate::config::{Config, ConfigError, EndpointSpec, Upstream};
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
 /// Why a write of the runtime layer was refused.
@@ -31,48 +33,80 @@ pub enum WriteError {
     Store(#[from] StoreError),
 }
 
+/// The outcome of the last attempt to load the config files.
+#[derive(Debug, Clone)]
+pub struct ReloadStatus {
+    pub at: SystemTime,
+    pub ok: bool,
+    /// `file:line:col: message` lines of a failed reload.
+    pub errors: Vec<String>,
+    /// Digest of the files of the configuration being served.
+    pub digest: String,
+    pub files: Vec<String>,
+}
+
 pub struct Gateway {
     router: ArcSwap<Router>,
     store: Arc<dyn Store>,
+    /// The configuration the process started with (listeners, admin, store).
     config: Arc<Config>,
-    upstreams: Arc<HashMap<String, Arc<Upstream>>>,
-    fallback: Option<Arc<Upstream>>,
-    /// Serialises writers so that each builds on the router the last one swapped in.
     write_lock: tokio::sync::Mutex<()>,
-    generation: AtomicU64,
+    status: Mutex<ReloadStatus>,
+    pub metrics: Metrics,
+}
+
+fn upstream_table(config: &Config) -> (Arc<HashMap<String, Arc<Upstream>>>, Option<Arc<Upstream>>) {
+    let upstreams: Arc<HashMap<String, Arc<Upstream>>> = Arc::new(
+        config
+            .upstreams
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::new(v.clone())))
+            .collect(),
+    );
+    let fallback = config
+        .fallback
+        .as_ref()
+        .and_then(|f| upstreams.get(f).cloned());
+    (upstreams, fallback)
+}
+
+fn log_skipped(skipped: &[CompileError]) {
+    for e in skipped {
+        tracing::warn!(endpoint = %e.id, reason = %e.message, "endpoint not served");
+    }
 }
 
 impl Gateway {
     /// Loads the runtime layer from the store and compiles the first router.
     pub async fn new(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Gateway> {
-        let upstreams: Arc<HashMap<String, Arc<Upstream>>> = Arc::new(
-            config
-                .upstreams
-                .iter()
-                .map(|(k, v)| (k.clone(), Arc::new(v.clone())))
-                .collect(),
-        );
-        let fallback = config
-            .fallback
-            .as_ref()
-            .and_then(|f| upstreams.get(f).cloned());
+        let (upstreams, fallback) = upstream_table(&config);
         let runtime = store.load().await?;
         let layers = Layers {
             files: Arc::new(config.endpoints.clone()),
             runtime: Arc::new(runtime),
         };
-        let (router, skipped) = Router::compile(layers, upstreams.clone(), fallback.clone(), 1);
-        for e in &skipped {
-            tracing::warn!(endpoint = %e.id, reason = %e.message, "endpoint not served");
-        }
+        let (router, skipped) = Router::compile(layers, upstreams, fallback, 1);
+        log_skipped(&skipped);
+        let metrics = Metrics::new();
+        metrics.observe_router(&router);
+        let status = ReloadStatus {
+            at: SystemTime::now(),
+            ok: true,
+            errors: Vec::new(),
+            digest: config.digest.clone(),
+            files: config
+                .files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect(),
+        };
         Ok(Gateway {
             router: ArcSwap::from_pointee(router),
             store,
             config: Arc::new(config),
-            upstreams,
-            fallback,
             write_lock: tokio::sync::Mutex::new(()),
-            generation: AtomicU64::new(1),
+            status: Mutex::new(status),
+            metrics,
         })
     }
 
@@ -94,25 +128,28 @@ impl Gateway {
         &self.store
     }
 
-    /// Compiles `runtime` with the file layer; refuses when the endpoint
+    pub fn reload_status(&self) -> ReloadStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Compiles new layers on top of `base`; refuses when the endpoint
     /// `written` would not be served.
     fn build(
-        &self,
+        base: &Router,
+        files: Arc<Vec<crate::config::FileEndpoint>>,
         runtime: Vec<RuntimeEndpoint>,
+        upstreams: Arc<HashMap<String, Arc<Upstream>>>,
+        fallback: Option<Arc<Upstream>>,
         written: Option<u64>,
     ) -> Result<Router, WriteError> {
-        let current = self.router.load();
         let layers = Layers {
-            files: current.layers.files.clone(),
+            files,
             runtime: Arc::new(runtime),
         };
-        let generation = self.generation.load(Ordering::Relaxed) + 1;
-        let (router, skipped) = Router::compile(
-            layers,
-            self.upstreams.clone(),
-            self.fallback.clone(),
-            generation,
-        );
+        let (router, skipped) = Router::compile(layers, upstreams, fallback, base.generation + 1);
         if let Some(id) = written {
             let id = id.to_string();
             let mine: Vec<CompileError> = skipped.iter().filter(|e| e.id == id).cloned().collect();
@@ -120,14 +157,29 @@ impl Gateway {
                 return Err(WriteError::Invalid(mine));
             }
         }
-        for e in skipped {
-            tracing::warn!(endpoint = %e.id, reason = %e.message, "endpoint not served");
-        }
+        log_skipped(&skipped);
         Ok(router)
     }
 
+    /// A new runtime layer on the current files and upstreams.
+    fn build_runtime(
+        &self,
+        base: &Router,
+        runtime: Vec<RuntimeEndpoint>,
+        written: Option<u64>,
+    ) -> Result<Router, WriteError> {
+        Self::build(
+            base,
+            base.layers.files.clone(),
+            runtime,
+            base.upstreams.clone(),
+            base.fallback.clone(),
+            written,
+        )
+    }
+
     fn swap(&self, router: Router) {
-        self.generation.store(router.generation, Ordering::Relaxed);
+        self.metrics.observe_router(&router);
         self.router.store(Arc::new(router));
     }
 
@@ -142,11 +194,7 @@ impl Gateway {
             .find(|e| {
                 Some(e.id) != except && e.spec.verb == spec.verb && e.spec.path.route_key() == key
             })
-            .map(|e| WriteError::Conflict {
-                id: e.id.to_string(),
-                verb: e.spec.verb.to_string(),
-                path: e.spec.path.as_str().to_string(),
-            })
+            .map(|e| conflict_error(e.id, spec))
     }
 
     /// Creates a runtime endpoint; answers once it is committed and served.
@@ -156,12 +204,19 @@ impl Gateway {
         if let Some(c) = Self::conflict(&current.layers.runtime, &spec, None) {
             return Err(c);
         }
-        let id = self.store.reserve_id().await?;
+        let id = self
+            .store
+            .reserve_id()
+            .await
+            .map_err(|e| self.store_error(e))?;
         let created = RuntimeEndpoint { id, spec };
         let mut runtime = current.layers.runtime.as_ref().clone();
         runtime.push(created.clone());
-        let router = self.build(runtime, Some(id))?;
-        self.store.create(&created).await?;
+        let router = self.build_runtime(&current, runtime, Some(id))?;
+        self.store
+            .create(&created)
+            .await
+            .map_err(|e| self.store_write_error(e, &created.spec))?;
         self.swap(router);
         Ok(created)
     }
@@ -174,7 +229,7 @@ impl Gateway {
     ) -> Result<RuntimeEndpoint, WriteError> {
         let _w = self.write_lock.lock().await;
         let current = self.router.load_full();
-        let num = self.runtime_id(&current, id)?;
+        let num = runtime_id(&current, id)?;
         if let Some(c) = Self::conflict(&current.layers.runtime, &spec, Some(num)) {
             return Err(c);
         }
@@ -191,8 +246,11 @@ impl Gateway {
                 }
             })
             .collect();
-        let router = self.build(runtime, Some(num))?;
-        self.store.update(&updated).await?;
+        let router = self.build_runtime(&current, runtime, Some(num))?;
+        self.store
+            .update(&updated)
+            .await
+            .map_err(|e| self.store_write_error(e, &updated.spec))?;
         self.swap(router);
         Ok(updated)
     }
@@ -200,7 +258,7 @@ impl Gateway {
     pub async fn delete(&self, id: &str) -> Result<(), WriteError> {
         let _w = self.write_lock.lock().await;
         let current = self.router.load_full();
-        let num = self.runtime_id(&current, id)?;
+        let num = runtime_id(&current, id)?;
         let runtime: Vec<RuntimeEndpoint> = current
             .layers
             .runtime
@@ -208,21 +266,112 @@ impl Gateway {
             .filter(|e| e.id != num)
             .cloned()
             .collect();
-        let router = self.build(runtime, None)?;
-        self.store.delete(num).await?;
+        let router = self.build_runtime(&current, runtime, None)?;
+        self.store.delete(num).await.map_err(|e| match e {
+            StoreError::NotFound(_) => WriteError::NotFound(id.to_string()),
+            other => self.store_error(other),
+        })?;
         self.swap(router);
         Ok(())
     }
 
-    /// The numeric id of a runtime endpoint, or why there is none.
-    fn runtime_id(&self, router: &Router, id: &str) -> Result<u64, WriteError> {
-        if router.layers.files.iter().any(|f| f.id == id) {
-            return Err(WriteError::ReadOnly(id.to_string()));
-        }
-        id.parse::<u64>()
-            .ok()
-            .filter(|n| router.layers.runtime.iter().any(|e| e.id == *n))
-            .filter(|n| n.to_string() == id)
-            .ok_or_else(|| WriteError::NotFound(id.to_string()))
+    fn store_error(&self, e: StoreError) -> WriteError {
+        self.metrics.store_errors.inc();
+        WriteError::Store(e)
     }
+
+    fn store_write_error(&self, e: StoreError, spec: &EndpointSpec) -> WriteError {
+        match e {
+            StoreError::Conflict(other) => conflict_error(other, spec),
+            StoreError::NotFound(id) => WriteError::NotFound(id.to_string()),
+            other => self.store_error(other),
+        }
+    }
+
+    /// Swaps in a runtime layer that the store reports (a change made by
+    /// another replica, or a full resync). Nothing is written to the store.
+    pub async fn replace_runtime(&self, runtime: Vec<RuntimeEndpoint>) {
+        let _w = self.write_lock.lock().await;
+        let current = self.router.load_full();
+        if current.layers.runtime.as_slice() == runtime.as_slice() {
+            return;
+        }
+        if let Ok(router) = self.build_runtime(&current, runtime, None) {
+            self.swap(router);
+        }
+    }
+
+    /// Swaps in the endpoints and upstreams of a newly loaded configuration,
+    /// keeping the runtime layer. Listener, admin and store settings take
+    /// effect at the next start.
+    pub async fn reload(&self, config: Config) {
+        let _w = self.write_lock.lock().await;
+        let current = self.router.load_full();
+        let (upstreams, fallback) = upstream_table(&config);
+        let runtime = current.layers.runtime.as_ref().clone();
+        if let Ok(router) = Self::build(
+            &current,
+            Arc::new(config.endpoints.clone()),
+            runtime,
+            upstreams,
+            fallback,
+            None,
+        ) {
+            let endpoints = router.layers.files.len();
+            self.swap(router);
+            self.metrics.reloads_ok.inc();
+            self.metrics.config_errors.set(0);
+            tracing::info!(files = config.files.len(), endpoints, digest = %config.digest, "config reloaded");
+            *self
+                .status
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = ReloadStatus {
+                at: SystemTime::now(),
+                ok: true,
+                errors: Vec::new(),
+                digest: config.digest.clone(),
+                files: config
+                    .files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect(),
+            };
+        }
+    }
+
+    /// Records a reload that failed: the last good router keeps serving.
+    pub fn reload_failed(&self, errors: &[ConfigError]) {
+        self.metrics.reloads_failed.inc();
+        self.metrics.config_errors.set(errors.len() as i64);
+        for e in errors {
+            tracing::error!(error = %e, "config reload failed; serving the last good config");
+        }
+        let mut s = self
+            .status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.at = SystemTime::now();
+        s.ok = false;
+        s.errors = errors.iter().map(ToString::to_string).collect();
+    }
+}
+
+fn conflict_error(id: u64, spec: &EndpointSpec) -> WriteError {
+    WriteError::Conflict {
+        id: id.to_string(),
+        verb: spec.verb.to_string(),
+        path: spec.path.as_str().to_string(),
+    }
+}
+
+/// The numeric id of a runtime endpoint, or why there is none.
+fn runtime_id(router: &Router, id: &str) -> Result<u64, WriteError> {
+    if router.layers.files.iter().any(|f| f.id == id) {
+        return Err(WriteError::ReadOnly(id.to_string()));
+    }
+    id.parse::<u64>()
+        .ok()
+        .filter(|n| n.to_string() == id)
+        .filter(|n| router.layers.runtime.iter().any(|e| e.id == *n))
+        .ok_or_else(|| WriteError::NotFound(id.to_string()))
 }

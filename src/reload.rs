@@ -1,0 +1,82 @@
+//! Hot reload of the config files: a watcher on the config paths (debounced)
+//! and SIGHUP. A valid edit swaps in the new file layer; an invalid one keeps
+//! the last good router and is reported (log, status page, metric).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify_debouncer_mini::{new_debouncer, notify::RecursiveMode, DebounceEventResult};
+
+use crate::config::{self, Overrides};
+use crate::router::Gateway;
+
+/// How long the watcher waits for a burst of writes to end.
+pub const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// Starts watching `paths` and listening for SIGHUP on `rt`.
+pub fn spawn(
+    rt: &tokio::runtime::Runtime,
+    gw: Arc<Gateway>,
+    paths: Vec<PathBuf>,
+    overrides: Overrides,
+) -> anyhow::Result<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+
+    // The watcher's thread only signals; loading happens on the runtime.
+    let watch_tx = tx.clone();
+    let mut debouncer = new_debouncer(DEBOUNCE, move |res: DebounceEventResult| {
+        if res.is_ok() {
+            let _ = watch_tx.send("file change");
+        }
+    })?;
+    for p in &paths {
+        // Watch the directory: editors and ConfigMaps replace files by rename.
+        let dir = if p.is_dir() {
+            p.clone()
+        } else {
+            p.parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+        };
+        debouncer
+            .watcher()
+            .watch(&dir, RecursiveMode::NonRecursive)?;
+    }
+
+    let _guard = rt.enter();
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let hup_tx = tx;
+    rt.spawn(async move {
+        while hup.recv().await.is_some() {
+            let _ = hup_tx.send("SIGHUP");
+        }
+    });
+
+    rt.spawn(async move {
+        // Keep the watcher alive as long as this task.
+        let _debouncer = debouncer;
+        let mut last_digest = gw.reload_status().digest;
+        while let Some(cause) = rx.recv().await {
+            while rx.try_recv().is_ok() {}
+            let loaded = {
+                let paths = paths.clone();
+                let overrides = overrides.clone();
+                tokio::task::spawn_blocking(move || config::load_with(&paths, &overrides)).await
+            };
+            match loaded {
+                Ok(Ok(cfg)) if cfg.digest == last_digest && gw.reload_status().ok => {
+                    tracing::debug!(cause, "config unchanged");
+                }
+                Ok(Ok(cfg)) => {
+                    tracing::info!(cause, "reloading config");
+                    last_digest = cfg.digest.clone();
+                    gw.reload(cfg).await;
+                }
+                Ok(Err(errs)) => gw.reload_failed(&errs.0),
+                Err(e) => tracing::error!(error = %e, "config reload task failed"),
+            }
+        }
+    });
+    Ok(())
+}
