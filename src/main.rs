@@ -36,6 +36,9 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Print the runtime endpoints of the store as a TOML config file
+    /// (stop the gateway first for the embedded store, or use GET /_echo/export).
+    Export(ExportArgs),
     /// GET a URL; exit 0 on a 2xx answer, 1 otherwise.
     Healthcheck {
         #[arg(default_value = "http://127.0.0.1:8080/healthz")]
@@ -72,11 +75,25 @@ struct ServeArgs {
     redis_url: Option<String>,
 }
 
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// The config whose [store] section to read.
+    #[arg(long, short, env = "ECHO_CONFIG")]
+    config: Option<PathBuf>,
+    #[arg(long, env = "ECHO_STORE")]
+    store: Option<String>,
+    #[arg(long, env = "ECHO_DATA")]
+    data: Option<PathBuf>,
+    #[arg(long, env = "ECHO_REDIS_URL")]
+    redis_url: Option<String>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve(cli.serve)) {
         Command::Serve(args) => serve(args),
         Command::Validate { paths } => validate(&paths),
+        Command::Export(args) => export(args),
         Command::Healthcheck { url, timeout_ms } => {
             let (ok, line) =
                 echo_gateway::healthcheck::check(&url, Duration::from_millis(timeout_ms));
@@ -86,6 +103,52 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::FAILURE
             }
+        }
+    }
+}
+
+fn export(args: ExportArgs) -> ExitCode {
+    let overrides = Overrides {
+        store: args.store,
+        data: args.data,
+        redis_url: args.redis_url,
+        ..Overrides::default()
+    };
+    let paths: Vec<PathBuf> = args.config.into_iter().collect();
+    let cfg = if paths.is_empty() {
+        let mut cfg = Config::default();
+        overrides
+            .apply(&mut cfg)
+            .map(|()| cfg)
+            .map_err(|e| e.to_string())
+    } else {
+        config::load_with(&paths, &overrides).map_err(|e| e.to_string())
+    };
+    let cfg = match cfg {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let loaded = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| {
+            rt.block_on(async {
+                let store = echo_gateway::store::open(&cfg.store).await?;
+                anyhow::Ok(store.load().await?)
+            })
+        });
+    match loaded {
+        Ok(runtime) => {
+            print!("{}", echo_gateway::admin::export::runtime_toml(&runtime));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("echo-gateway export: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -30,7 +30,8 @@ pub fn spawn(
             let _ = watch_tx.send("file change");
         }
     })?;
-    for p in &paths {
+    let watch = gw.config().server.watch_config;
+    for p in paths.iter().filter(|_| watch) {
         // Watch the directory: editors and ConfigMaps replace files by rename.
         let dir = if p.is_dir() {
             p.clone()

@@ -3,6 +3,8 @@
 //! server: the proxy hands it the request's parts and writes back its `Reply`.
 
 mod errors;
+pub mod export;
+pub mod status;
 
 use std::sync::Arc;
 
@@ -423,9 +425,11 @@ fn read_only(id: &str) -> Reply {
     ))
 }
 
+/// What endpoint attributes are checked against: the admin layout, and the
+/// upstreams of the config being served (it may have been reloaded).
 fn schema_context(gw: &Gateway) -> (bool, std::collections::HashSet<String>) {
-    let cfg = gw.config();
-    (cfg.admin.shares_mock_listener(), cfg.upstream_names())
+    let upstreams = gw.current().upstreams.keys().cloned().collect();
+    (gw.config().admin.shares_mock_listener(), upstreams)
 }
 
 async fn create(gw: &Gateway, body: &[u8], info: &RequestInfo<'_>) -> Reply {

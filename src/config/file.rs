@@ -106,6 +106,7 @@ const SERVER_KEYS: &[&str] = &[
     "shutdown_grace_secs",
     "public_url",
     "h2c",
+    "watch_config",
 ];
 const ADMIN_KEYS: &[&str] = &["enabled", "listen", "token", "token_env", "max_body_bytes"];
 const UPSTREAM_KEYS: &[&str] = &[
@@ -475,6 +476,11 @@ fn decode_server(n: &Node, cfg: &mut Config, d: &mut Diags) {
     if let Some(x) = t.get("h2c") {
         if let Some(b) = d.boolean(x, "server.h2c") {
             cfg.server.h2c = b;
+        }
+    }
+    if let Some(x) = t.get("watch_config") {
+        if let Some(b) = d.boolean(x, "server.watch_config") {
+            cfg.server.watch_config = b;
         }
     }
 }

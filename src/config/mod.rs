@@ -80,6 +80,8 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// Accept HTTP/2 with prior knowledge (h2c) besides HTTP/1.
     pub h2c: bool,
+    /// Reload the config files when they change (SIGHUP always reloads).
+    pub watch_config: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +138,7 @@ impl Default for Config {
                 shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
                 public_url: None,
                 h2c: false,
+                watch_config: true,
             },
             admin: AdminConfig {
                 enabled: true,

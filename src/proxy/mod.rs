@@ -122,30 +122,62 @@ impl EchoProxy {
         if admin::is_admin_path(path) {
             return self.serve_admin(session, path).await;
         }
-        if let Some(h) = Health::of(&session.req_header().method, path) {
-            return self.serve_health(session, h, head).await;
+        if let Some(h) = Internal::of(&session.req_header().method, path) {
+            return self.serve_internal(session, h, head).await;
         }
         session.as_downstream_mut().drain_request_body().await?;
         write_reply(session, admin::page_not_found(path), head).await
     }
 
-    /// `/healthz` and `/readyz`; on the mock listener after the mocks.
-    async fn serve_health(&self, session: &mut Session, h: Health, head: bool) -> Result<()> {
-        let (status, body) = match h {
-            Health::Live => (200, r#"{"status":"ok"}"#.to_string()),
-            Health::Ready if session.is_process_shutting_down() => {
-                (503, r#"{"status":"shutting down"}"#.to_string())
+    /// The gateway's own paths: health, metrics, status, export.
+    async fn serve_internal(
+        &self,
+        session: &mut Session,
+        what: Internal,
+        head: bool,
+    ) -> Result<()> {
+        if what.needs_token() {
+            let auth = session
+                .req_header()
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes());
+            if let Some(r) = admin::check_auth(self.gw.config().admin.token.as_deref(), auth) {
+                return write_reply(session, r, head).await;
             }
-            Health::Ready => (
+        }
+        let (status, content_type, body) = match what {
+            Internal::Live => (200, CONTENT_TYPE_JSON, r#"{"status":"ok"}"#.to_string()),
+            Internal::Ready => {
+                let router_generation = self.gw.current().generation;
+                if session.is_process_shutting_down() {
+                    (
+                        503,
+                        CONTENT_TYPE_JSON,
+                        r#"{"status":"shutting down"}"#.to_string(),
+                    )
+                } else {
+                    (
+                        200,
+                        CONTENT_TYPE_JSON,
+                        format!(r#"{{"status":"ready","generation":{router_generation}}}"#),
+                    )
+                }
+            }
+            Internal::Metrics => (200, "text/plain; version=0.0.4", self.gw.metrics.render()),
+            Internal::Status => (
                 200,
-                format!(
-                    r#"{{"status":"ready","generation":{}}}"#,
-                    self.gw.current().generation
-                ),
+                CONTENT_TYPE_JSON,
+                admin::status::document(&self.gw).to_string(),
+            ),
+            Internal::Export => (
+                200,
+                "application/toml",
+                admin::export::runtime_toml(&self.gw.current().layers.runtime),
             ),
         };
         session.as_downstream_mut().drain_request_body().await?;
-        let header = json_header(status, CONTENT_TYPE_JSON, body.len(), &[]);
+        let header = json_header(status, content_type, body.len(), &[]);
         write(session, header, Bytes::from(body), head).await
     }
 }
@@ -154,26 +186,39 @@ impl EchoProxy {
 enum Next {
     Respond(ResponseHeader, Bytes),
     Proxy(Arc<Upstream>),
-    Health(Health),
+    Internal(Internal),
     NotFound(Reply),
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Health {
+/// The gateway's own paths. On the mock listener they answer only when no
+/// mock matches (a mock on `/healthz` wins); on the admin listener, always.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Internal {
     Live,
     Ready,
+    Metrics,
+    Status,
+    Export,
 }
 
-impl Health {
-    fn of(method: &Method, path: &str) -> Option<Health> {
+impl Internal {
+    fn of(method: &Method, path: &str) -> Option<Internal> {
         if method != Method::GET && method != Method::HEAD {
             return None;
         }
         match path {
-            "/healthz" => Some(Health::Live),
-            "/readyz" => Some(Health::Ready),
+            "/healthz" => Some(Internal::Live),
+            "/readyz" => Some(Internal::Ready),
+            "/metrics" => Some(Internal::Metrics),
+            "/_echo/status" => Some(Internal::Status),
+            "/_echo/export" => Some(Internal::Export),
             _ => None,
         }
+    }
+
+    /// Status and export describe the config: they need the admin token.
+    fn needs_token(self) -> bool {
+        matches!(self, Internal::Status | Internal::Export)
     }
 }
 
@@ -209,8 +254,8 @@ impl ProxyHttp for EchoProxy {
             match router.lookup_method(&req.method, path).map(|e| &e.action) {
                 Some(Action::Respond(c)) => Next::Respond(c.header.clone(), c.body.clone()),
                 Some(Action::Proxy(u)) => Next::Proxy(u.clone()),
-                None => match (Health::of(&req.method, path), &router.fallback) {
-                    (Some(h), _) => Next::Health(h),
+                None => match (Internal::of(&req.method, path), &router.fallback) {
+                    (Some(h), _) => Next::Internal(h),
                     (None, Some(u)) => Next::Proxy(u.clone()),
                     (None, None) => Next::NotFound(admin::page_not_found(path)),
                 },
@@ -226,8 +271,8 @@ impl ProxyHttp for EchoProxy {
                 ctx.upstream = Some(u);
                 Ok(false)
             }
-            Next::Health(h) => {
-                self.serve_health(session, h, head).await?;
+            Next::Internal(h) => {
+                self.serve_internal(session, h, head).await?;
                 Ok(true)
             }
             Next::NotFound(reply) => {
