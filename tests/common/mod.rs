@@ -41,6 +41,9 @@ pub struct Options {
     pub admin_listener: bool,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The gateway's working directory instead of its own temporary one
+    /// (config files and the log stay in its own).
+    pub workdir: Option<PathBuf>,
 }
 
 impl Gateway {
@@ -75,7 +78,7 @@ impl Gateway {
         cmd.arg("serve")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
-            .current_dir(dir.path());
+            .current_dir(opts.workdir.as_deref().unwrap_or(dir.path()));
         if let Some(a) = admin_port {
             cmd.arg("--admin-listen").arg(format!("127.0.0.1:{a}"));
         }
