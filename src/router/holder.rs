@@ -55,8 +55,11 @@ pub struct Gateway {
     pub metrics: Metrics,
 }
 
-fn upstream_table(config: &Config) -> (Arc<HashMap<String, Arc<Upstream>>>, Option<Arc<Upstream>>) {
-    let upstreams: Arc<HashMap<String, Arc<Upstream>>> = Arc::new(
+/// The named upstreams of a config, shared by the routers built from it.
+type Upstreams = Arc<HashMap<String, Arc<Upstream>>>;
+
+fn upstream_table(config: &Config) -> (Upstreams, Option<Arc<Upstream>>) {
+    let upstreams: Upstreams = Arc::new(
         config
             .upstreams
             .iter()
@@ -141,7 +144,7 @@ impl Gateway {
         base: &Router,
         files: Arc<Vec<crate::config::FileEndpoint>>,
         runtime: Vec<RuntimeEndpoint>,
-        upstreams: Arc<HashMap<String, Arc<Upstream>>>,
+        upstreams: Upstreams,
         fallback: Option<Arc<Upstream>>,
         written: Option<u64>,
     ) -> Result<Router, WriteError> {
