@@ -222,6 +222,7 @@ pub fn load_with(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, Con
         for (section, key) in [
             ("server", "server"),
             ("admin", "admin"),
+            ("store", "store"),
             ("fallback", "fallback"),
         ] {
             if let Some(n) = root.get(key) {
@@ -821,6 +822,44 @@ mod tests {
         .unwrap();
         let ids: Vec<&str> = cfg.endpoints.iter().map(|e| e.id.as_str()).collect();
         assert_eq!(ids, ["t-1", "b"]);
+    }
+
+    #[test]
+    fn store_section() {
+        let cfg = load_str("[store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:6380/1\"\ncheck_interval_ms = 200\n").unwrap();
+        assert_eq!(
+            cfg.store,
+            StoreConfig::Redis {
+                url: "redis://127.0.0.1:6380/1".into(),
+                prefix: "echo".into(),
+                check_interval: Duration::from_millis(200),
+            }
+        );
+        let cfg = load_str("[store]\nkind = \"memory\"\n").unwrap();
+        assert_eq!(cfg.store, StoreConfig::Memory);
+        let cfg = load_str("[store]\npath = \"x/y.redb\"\n").unwrap();
+        assert_eq!(
+            cfg.store,
+            StoreConfig::Embedded {
+                path: "x/y.redb".into()
+            }
+        );
+        assert_eq!(load_str("").unwrap().store.kind(), "embedded");
+        let errs = errors("[store]\nkind = \"memory\"\npath = \"a\"\n");
+        assert!(
+            errs[0].starts_with("3:8: store.path is for the embedded store"),
+            "{errs:?}"
+        );
+        let errs = errors("[store]\nkind = \"redis\"\n");
+        assert!(
+            errs[0].starts_with("1:1: store.url is required"),
+            "{errs:?}"
+        );
+        let errs = errors("[store]\nkind = \"etcd\"\n");
+        assert!(
+            errs[0].starts_with("2:8: store.kind `etcd` is not a store"),
+            "{errs:?}"
+        );
     }
 
     #[test]
