@@ -58,6 +58,8 @@ pub fn spawn(
         // Keep the watcher alive as long as this task.
         let _debouncer = debouncer;
         let mut last_digest = gw.reload_status().digest;
+        // One edit can wake the watcher more than once: report each bad config once.
+        let mut last_errors: Vec<config::ConfigError> = Vec::new();
         while let Some(cause) = rx.recv().await {
             while rx.try_recv().is_ok() {}
             let loaded = {
@@ -72,9 +74,16 @@ pub fn spawn(
                 Ok(Ok(cfg)) => {
                     tracing::info!(cause, "reloading config");
                     last_digest = cfg.digest.clone();
+                    last_errors.clear();
                     gw.reload(cfg).await;
                 }
-                Ok(Err(errs)) => gw.reload_failed(&errs.0),
+                Ok(Err(errs)) if errs.0 == last_errors => {
+                    tracing::debug!(cause, "config still invalid");
+                }
+                Ok(Err(errs)) => {
+                    gw.reload_failed(&errs.0);
+                    last_errors = errs.0;
+                }
                 Err(e) => tracing::error!(error = %e, "config reload task failed"),
             }
         }
