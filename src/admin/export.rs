@@ -28,6 +28,7 @@ struct Endpoint<'a> {
 #[derive(Serialize)]
 struct Response<'a> {
     code: u16,
+    #[serde(skip_serializing_if = "toml::Table::is_empty")]
     headers: toml::Table,
     body: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
