@@ -177,6 +177,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         store: args.store,
         data: args.data,
         redis_url: args.redis_url,
+        admin_token: std::env::var("ECHO_ADMIN_TOKEN").ok(),
     };
     let paths: Vec<PathBuf> = args.config.into_iter().collect();
     let loaded = if paths.is_empty() {

@@ -173,3 +173,23 @@ fn http_1_0_closes_unless_asked_to_keep_alive() {
     assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
     assert!(started.elapsed() < Duration::from_secs(2), "closed at once");
 }
+
+#[tokio::test]
+async fn echo_admin_token_in_the_environment_protects_the_admin_api() {
+    let gw = Gateway::start_with(Options {
+        env: vec![("ECHO_ADMIN_TOKEN".into(), "env-token".into())],
+        ..Options::default()
+    });
+    let http = client();
+    let r = http.get(gw.url("/endpoints")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .get(gw.url("/endpoints"))
+        .bearer_auth("env-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The token never shows in the logs.
+    assert!(!gw.logs().contains("env-token"));
+}

@@ -170,6 +170,9 @@ pub struct Overrides {
     /// The embedded store's file.
     pub data: Option<PathBuf>,
     pub redis_url: Option<String>,
+    /// The admin token (from the environment: a token on a command line is
+    /// visible to every user of the machine).
+    pub admin_token: Option<String>,
 }
 
 impl Overrides {
@@ -186,6 +189,10 @@ impl Overrides {
         }
         if let Some(a) = &self.admin_listen {
             cfg.admin.listen = Some(a.clone());
+        }
+        if let Some(t) = self.admin_token.as_ref().filter(|t| !t.is_empty()) {
+            cfg.admin.token = Some(t.clone());
+            cfg.admin.token_env = None;
         }
         let kind = match (&self.store, &self.redis_url, &self.data) {
             (Some(k), _, _) => k.as_str(),
