@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod emf;
 pub mod healthcheck;
 pub mod metrics;
 pub mod proxy;

@@ -178,6 +178,12 @@ fn serve(args: ServeArgs) -> ExitCode {
         data: args.data,
         redis_url: args.redis_url,
         admin_token: std::env::var("ECHO_ADMIN_TOKEN").ok(),
+        emf: std::env::var("ECHO_EMF")
+            .ok()
+            .map(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on")),
+        service_name: std::env::var("ECHO_SERVICE_NAME")
+            .ok()
+            .filter(|s| !s.is_empty()),
     };
     let paths: Vec<PathBuf> = args.config.into_iter().collect();
     let loaded = if paths.is_empty() {

@@ -1,11 +1,16 @@
 //! Prometheus metrics of the gateway, rendered by `GET /metrics`.
 
-use prometheus::{Encoder, IntCounter, IntGauge, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 use crate::router::Router;
 
 pub struct Metrics {
     registry: Registry,
+    /// Requests on the mock listener, by outcome: answered by a mock, passed
+    /// through, answered by the gateway itself (health, 404).
+    pub requests_mocked: IntCounter,
+    pub requests_proxied: IntCounter,
+    pub requests_other: IntCounter,
     pub reloads_ok: IntCounter,
     pub reloads_failed: IntCounter,
     /// Errors of the last config load (0 when it succeeded).
@@ -40,10 +45,27 @@ fn unreachable_gauge() -> IntGauge {
     IntGauge::new("echo_invalid_gauge", "placeholder").unwrap_or_else(|_| std::process::abort())
 }
 
+fn requests(registry: &Registry) -> IntCounterVec {
+    let v = IntCounterVec::new(
+        Opts::new(
+            "echo_requests_total",
+            "Requests on the mock listener by outcome",
+        ),
+        &["outcome"],
+    )
+    .unwrap_or_else(|_| std::process::abort());
+    let _ = registry.register(Box::new(v.clone()));
+    v
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
+        let by_outcome = requests(&r);
         Metrics {
+            requests_mocked: by_outcome.with_label_values(&["mocked"]),
+            requests_proxied: by_outcome.with_label_values(&["proxied"]),
+            requests_other: by_outcome.with_label_values(&["other"]),
             reloads_ok: counter(
                 &r,
                 "echo_config_reloads_total",
@@ -89,6 +111,11 @@ impl Metrics {
             .set(i64::try_from(r.generation).unwrap_or(i64::MAX));
         self.file_endpoints.set(r.layers.files.len() as i64);
         self.runtime_endpoints.set(r.layers.runtime.len() as i64);
+    }
+
+    /// Requests on the mock listener since the start.
+    pub fn requests_total(&self) -> u64 {
+        self.requests_mocked.get() + self.requests_proxied.get() + self.requests_other.get()
     }
 
     /// The Prometheus text exposition of every metric.

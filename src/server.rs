@@ -30,6 +30,9 @@ pub fn run(config: Config, paths: Vec<PathBuf>, overrides: Overrides) -> anyhow:
         anyhow::Ok(Arc::new(Gateway::new(config, store).await?))
     })?;
     control.spawn(follow_store(gw.clone()));
+    if let Some(emf) = gw.config().emf.clone() {
+        control.spawn(crate::emf::run(gw.clone(), emf));
+    }
     if !paths.is_empty() {
         crate::reload::spawn(&control, gw.clone(), paths, overrides)?;
     }

@@ -94,10 +94,12 @@ const TOP_KEYS: &[&str] = &[
     "server",
     "admin",
     "store",
+    "metrics",
     "upstreams",
     "fallback",
     "endpoints",
 ];
+const METRICS_KEYS: &[&str] = &["emf", "service_name", "emf_interval_secs"];
 const STORE_KEYS: &[&str] = &["kind", "path", "url", "prefix", "check_interval_ms"];
 const SERVER_KEYS: &[&str] = &[
     "listen",
@@ -223,6 +225,7 @@ pub fn load_with(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, Con
             ("server", "server"),
             ("admin", "admin"),
             ("store", "store"),
+            ("metrics", "metrics"),
             ("fallback", "fallback"),
         ] {
             if let Some(n) = root.get(key) {
@@ -240,6 +243,7 @@ pub fn load_with(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, Con
                     "server" => decode_server(n, &mut cfg, &mut d),
                     "admin" => decode_admin(n, &mut cfg, &mut d),
                     "store" => decode_store(n, &mut cfg, &mut d),
+                    "metrics" => decode_metrics(n, &mut cfg, &mut d),
                     _ => decode_fallback(n, &mut cfg, &mut d),
                 }
             }
@@ -638,6 +642,47 @@ fn decode_store(n: &Node, cfg: &mut Config, d: &mut Diags) {
             }
         }
     };
+}
+
+fn decode_metrics(n: &Node, cfg: &mut Config, d: &mut Diags) {
+    let Some(t) = d.table(n, "[metrics]") else {
+        return;
+    };
+    d.unknown_keys(t, "[metrics]", METRICS_KEYS);
+    let name = match t.get("service_name") {
+        Some(x) => match d.string(x, "metrics.service_name") {
+            Some(s) if !s.is_empty() => s.to_string(),
+            Some(_) => {
+                d.push(&x.loc, "metrics.service_name must not be empty");
+                return;
+            }
+            None => return,
+        },
+        None => super::DEFAULT_SERVICE_NAME.to_string(),
+    };
+    let interval = match t.get("emf_interval_secs") {
+        Some(x) => match d.int_in::<u64>(x, "metrics.emf_interval_secs", 1, 60) {
+            Some(v) if 60 % v == 0 => Duration::from_secs(v),
+            Some(_) => {
+                d.push_hint(
+                    &x.loc,
+                    "metrics.emf_interval_secs must divide 60",
+                    "use 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60",
+                );
+                return;
+            }
+            None => return,
+        },
+        None => super::DEFAULT_EMF_INTERVAL,
+    };
+    if let Some(x) = t.get("emf") {
+        if d.boolean(x, "metrics.emf") == Some(true) {
+            cfg.emf = Some(super::EmfConfig {
+                service: name,
+                interval,
+            });
+        }
+    }
 }
 
 /// SHA-256 over each file's name and contents, in load order.

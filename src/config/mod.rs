@@ -18,6 +18,8 @@ pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_SERVICE_NAME: &str = "echo-gateway";
+pub const DEFAULT_EMF_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_DATA_PATH: &str = "data/echo-gateway.redb";
 pub const DEFAULT_REDIS_PREFIX: &str = "echo";
 pub const DEFAULT_REDIS_CHECK: Duration = Duration::from_secs(2);
@@ -33,10 +35,29 @@ pub struct Config {
     pub endpoints: Vec<FileEndpoint>,
     /// Where runtime endpoints live.
     pub store: StoreConfig,
+    /// The CloudWatch EMF request metric, when enabled.
+    pub emf: Option<EmfConfig>,
     /// The files the configuration was read from.
     pub files: Vec<PathBuf>,
     /// SHA-256 over the files' names and contents, to tell configs apart.
     pub digest: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmfConfig {
+    /// The `ServiceName` dimension.
+    pub service: String,
+    /// One line per interval, aligned to wall-clock multiples of it.
+    pub interval: Duration,
+}
+
+impl EmfConfig {
+    pub fn new(service: String) -> EmfConfig {
+        EmfConfig {
+            service,
+            interval: DEFAULT_EMF_INTERVAL,
+        }
+    }
 }
 
 /// The store of the runtime layer.
@@ -153,6 +174,7 @@ impl Default for Config {
             store: StoreConfig::Embedded {
                 path: PathBuf::from(DEFAULT_DATA_PATH),
             },
+            emf: None,
             files: Vec::new(),
             digest: String::new(),
         }
@@ -173,6 +195,10 @@ pub struct Overrides {
     /// The admin token (from the environment: a token on a command line is
     /// visible to every user of the machine).
     pub admin_token: Option<String>,
+    /// Turn the EMF request metric on (`ECHO_EMF`), under this service name
+    /// (`ECHO_SERVICE_NAME`).
+    pub emf: Option<bool>,
+    pub service_name: Option<String>,
 }
 
 impl Overrides {
@@ -189,6 +215,16 @@ impl Overrides {
         }
         if let Some(a) = &self.admin_listen {
             cfg.admin.listen = Some(a.clone());
+        }
+        match self.emf {
+            Some(true) if cfg.emf.is_none() => {
+                cfg.emf = Some(EmfConfig::new(DEFAULT_SERVICE_NAME.into()));
+            }
+            Some(false) => cfg.emf = None,
+            _ => {}
+        }
+        if let (Some(name), Some(emf)) = (&self.service_name, cfg.emf.as_mut()) {
+            emf.service.clone_from(name);
         }
         if let Some(t) = self.admin_token.as_ref().filter(|t| !t.is_empty()) {
             cfg.admin.token = Some(t.clone());

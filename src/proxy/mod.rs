@@ -263,19 +263,23 @@ impl ProxyHttp for EchoProxy {
         };
         match next {
             Next::Respond(header, body) => {
+                self.gw.metrics.requests_mocked.inc();
                 session.as_downstream_mut().drain_request_body().await?;
                 write(session, header, body, head).await?;
                 Ok(true)
             }
             Next::Proxy(u) => {
+                self.gw.metrics.requests_proxied.inc();
                 ctx.upstream = Some(u);
                 Ok(false)
             }
             Next::Internal(h) => {
+                self.gw.metrics.requests_other.inc();
                 self.serve_internal(session, h, head).await?;
                 Ok(true)
             }
             Next::NotFound(reply) => {
+                self.gw.metrics.requests_other.inc();
                 session.as_downstream_mut().drain_request_body().await?;
                 write_reply(session, reply, head).await?;
                 Ok(true)
