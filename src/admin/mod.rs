@@ -454,6 +454,7 @@ async fn create(gw: &Gateway, body: &[u8], info: &RequestInfo<'_>) -> Reply {
     let ctx = SchemaContext {
         reserve_admin_path: reserve,
         upstreams: &upstreams,
+        files: None,
     };
     let mut diags = Diags::lenient();
     let spec = decode_full(&doc.attributes, &ctx, &mut diags, &[]);
@@ -537,6 +538,7 @@ async fn patch(gw: &Gateway, id: &str, body: &[u8]) -> Reply {
     let ctx = SchemaContext {
         reserve_admin_path: reserve,
         upstreams: &upstreams,
+        files: None,
     };
     let mut diags = Diags::lenient();
     let partial = decode_partial(&doc.attributes, &ctx, &mut diags, &[]);

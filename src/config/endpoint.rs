@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
+use super::conditions::MatchSpec;
 use super::doc::{Diags, Loc, Node};
 
 /// The request methods a mock can answer (spec A5, A6).
@@ -18,6 +19,8 @@ pub enum Verb {
     Delete,
     Options,
     Trace,
+    /// Every method, extension methods included (an extension of the contract).
+    Any,
 }
 
 impl Verb {
@@ -42,16 +45,22 @@ impl Verb {
             Verb::Delete => "DELETE",
             Verb::Options => "OPTIONS",
             Verb::Trace => "TRACE",
+            Verb::Any => "ANY",
         }
     }
 
     /// Exact, case-sensitive parse: `get` is not a verb.
     pub fn parse(s: &str) -> Option<Verb> {
+        if s == "ANY" {
+            return Some(Verb::Any);
+        }
         Verb::ALL.into_iter().find(|v| v.as_str() == s)
     }
 
+    /// The verb of a request method; extension methods have none (only
+    /// `ANY` endpoints answer them).
     pub fn from_method(m: &http::Method) -> Option<Verb> {
-        Verb::parse(m.as_str())
+        Verb::ALL.into_iter().find(|v| v.as_str() == m.as_str())
     }
 
     pub fn index(self) -> usize {
@@ -102,28 +111,73 @@ pub enum RouteKey {
 }
 
 /// The canned answer of an endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ResponseSpec {
     pub code: u16,
     /// Names as spelled by the author, in the author's order.
     pub headers: Vec<(String, String)>,
+    /// The body: as written, or read from `body_file`.
     pub body: String,
+    /// The file the body was read from (config files only), as written.
+    pub body_file: Option<String>,
+    /// A template that renders the body from the request (minijinja).
+    pub template: Option<String>,
+    /// The file the template was read from (config files only), as written.
+    pub template_file: Option<String>,
+    /// Wait before answering.
+    pub delay: Option<Delay>,
+    /// Misbehave instead of answering properly.
+    pub fault: Option<Fault>,
     /// Name of an upstream to pass the request to instead of answering.
     pub proxy: Option<String>,
 }
 
+/// A fixed delay (`min == max`) or one drawn uniformly from `min..=max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delay {
+    pub min_ms: u64,
+    pub max_ms: u64,
+}
+
+/// Ways an endpoint can fail on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Reset the connection (TCP RST) without answering.
+    Reset,
+    /// Close the connection without sending anything.
+    Empty,
+    /// Send the header and this many bytes of the body, then close.
+    CloseAfterBytes(u64),
+}
+
 /// One mock endpoint, as the author wrote it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EndpointSpec {
     pub verb: Verb,
     pub path: PathSpec,
     pub priority: Option<i64>,
+    /// Conditions on the request beyond verb and path (`match`).
+    pub conditions: Option<MatchSpec>,
     pub response: ResponseSpec,
 }
 
 impl EndpointSpec {
     pub fn priority(&self) -> i64 {
         self.priority.unwrap_or(0)
+    }
+
+    /// Two endpoints with the same key answer the same requests: the verb,
+    /// the route, and the conditions. Stores refuse a second one (409).
+    pub fn conflict_key(&self) -> String {
+        let (kind, route) = match self.path.route_key() {
+            RouteKey::Exact(p) => ("exact", p),
+            RouteKey::Template(p) => ("template", p),
+            RouteKey::Regex(p) => ("regex", p),
+        };
+        match &self.conditions {
+            Some(m) if !m.is_empty() => format!("{} {kind} {route} {}", self.verb, m.to_json()),
+            _ => format!("{} {kind} {route}", self.verb),
+        }
     }
 
     /// The JSON:API `attributes` of this endpoint (spec 1.1, A25).
@@ -142,6 +196,9 @@ impl EndpointSpec {
         if let Some(p) = self.priority {
             attrs.insert("priority".into(), json!(p));
         }
+        if let Some(m) = &self.conditions {
+            attrs.insert("match".into(), m.to_json());
+        }
         let mut headers = Map::new();
         for (k, v) in &self.response.headers {
             headers.insert(k.clone(), Value::String(v.clone()));
@@ -149,8 +206,38 @@ impl EndpointSpec {
         let mut response = Map::new();
         response.insert("code".into(), json!(self.response.code));
         response.insert("headers".into(), Value::Object(headers));
-        response.insert("body".into(), json!(self.response.body));
-        if let Some(p) = &self.response.proxy {
+        let r = &self.response;
+        match (&r.template, &r.template_file, &r.body_file) {
+            (_, Some(f), _) => {
+                response.insert("template_file".into(), json!(f));
+            }
+            (Some(t), None, _) => {
+                response.insert("template".into(), json!(t));
+            }
+            (None, None, Some(f)) => {
+                response.insert("body_file".into(), json!(f));
+            }
+            (None, None, None) => {
+                response.insert("body".into(), json!(r.body));
+            }
+        }
+        if let Some(d) = r.delay {
+            let v = if d.min_ms == d.max_ms {
+                json!(d.min_ms)
+            } else {
+                json!({"min": d.min_ms, "max": d.max_ms})
+            };
+            response.insert("delay_ms".into(), v);
+        }
+        if let Some(f) = r.fault {
+            let v = match f {
+                Fault::Reset => json!("reset"),
+                Fault::Empty => json!("empty"),
+                Fault::CloseAfterBytes(n) => json!({ "close_after_bytes": n }),
+            };
+            response.insert("fault".into(), v);
+        }
+        if let Some(p) = &r.proxy {
             response.insert("proxy".into(), json!(p));
         }
         attrs.insert("response".into(), Value::Object(response));
@@ -164,10 +251,42 @@ pub struct SchemaContext<'a> {
     pub reserve_admin_path: bool,
     /// Upstreams named in the config files; `response.proxy` may name only these.
     pub upstreams: &'a HashSet<String>,
+    /// Where `body_file` and `template_file` are read from; `None` for the
+    /// admin API, which may not read files.
+    pub files: Option<&'a FileContext>,
 }
 
-pub const ENDPOINT_KEYS: &[&str] = &["verb", "path", "path_regex", "priority", "response"];
-const RESPONSE_KEYS: &[&str] = &["code", "headers", "body", "proxy"];
+/// The directories of a config file, for the files its endpoints name.
+#[derive(Debug, Clone)]
+pub struct FileContext {
+    /// The config file's own directory: relative names start here.
+    pub dir: std::path::PathBuf,
+    /// The config directory (canonical): no file outside it can be read.
+    pub root: std::path::PathBuf,
+}
+
+/// The largest `body_file` or `template_file`.
+pub const MAX_BODY_FILE: u64 = 16 * 1024 * 1024;
+
+pub const ENDPOINT_KEYS: &[&str] = &[
+    "verb",
+    "path",
+    "path_regex",
+    "priority",
+    "match",
+    "response",
+];
+const RESPONSE_KEYS: &[&str] = &[
+    "code",
+    "headers",
+    "body",
+    "body_file",
+    "template",
+    "template_file",
+    "delay_ms",
+    "fault",
+    "proxy",
+];
 const VERB_LIST: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE";
 const PATH_REQUIRED_HINT: &str = "give `path` (exact or template) or `path_regex`";
 pub const MAX_PATH_LEN: usize = 2048;
@@ -181,6 +300,8 @@ pub struct PartialSpec {
     pub path: Option<PathSpec>,
     /// `Some(None)`: explicitly set to null.
     pub priority: Option<Option<i64>>,
+    /// `Some(None)`: explicitly set to null (no conditions).
+    pub conditions: Option<Option<MatchSpec>>,
     pub response: Option<ResponseSpec>,
     /// Where each attribute was, for errors found when combining them.
     pub path_loc: Option<Loc>,
@@ -237,6 +358,13 @@ pub fn decode_partial(
                 .map(Some)
         };
     }
+    if let Some(n) = attrs.get("match") {
+        out.conditions = if n.is_null() {
+            Some(None)
+        } else {
+            super::conditions::decode(n, diags).map(|m| (!m.is_empty()).then_some(m))
+        };
+    }
     if let Some(n) = attrs.get("response") {
         out.response = decode_response(n, ctx, diags);
     }
@@ -275,6 +403,7 @@ pub fn decode_full(
         verb: p.verb?,
         path: p.path?,
         priority: p.priority.flatten(),
+        conditions: p.conditions.flatten(),
         response: p.response?,
     })
 }
@@ -285,6 +414,7 @@ pub fn apply_partial(base: &EndpointSpec, p: PartialSpec) -> EndpointSpec {
         verb: p.verb.unwrap_or(base.verb),
         path: p.path.unwrap_or_else(|| base.path.clone()),
         priority: p.priority.unwrap_or(base.priority),
+        conditions: p.conditions.unwrap_or_else(|| base.conditions.clone()),
         response: p.response.unwrap_or_else(|| base.response.clone()),
     }
 }
@@ -494,6 +624,18 @@ fn check_template(s: &str) -> Result<(), (String, String)> {
     Ok(())
 }
 
+/// The parameter names of a template, in path order (`*` left off).
+pub fn template_params(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(o) = rest.find('{') {
+        let Some(c) = rest[o..].find('}') else { break };
+        out.push(rest[o + 1..o + c].trim_start_matches('*').to_string());
+        rest = &rest[o + c + 1..];
+    }
+    out
+}
+
 /// `/users/{id}/x{n}.png` → `/users/{p0}/x{p1}.png`: the shape of a template.
 pub fn normalize_template(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -543,28 +685,91 @@ fn decode_response(n: &Node, ctx: &SchemaContext<'_>, diags: &mut Diags) -> Opti
         }
     }
 
-    let mut body = String::new();
-    if let Some(b) = t.get("body").filter(|b| !b.is_null()) {
-        match b.as_str() {
-            Some(s) => body = s.to_string(),
-            None => diags.push_hint(
-                &b.loc,
-                format!("response.body must be a string, not {}", b.type_name()),
-                "to send JSON, put the JSON text in a string; it is sent verbatim",
+    let sources: Vec<&str> = ["body", "body_file", "template", "template_file"]
+        .into_iter()
+        .filter(|k| t.get(k).is_some_and(|v| !v.is_null()))
+        .collect();
+    if sources.len() > 1 {
+        let loc = t.get(sources[1]).map_or(t.loc.clone(), |x| x.loc.clone());
+        diags.push_hint(
+            &loc,
+            format!(
+                "response.{} cannot be given together with response.{}",
+                sources[1], sources[0]
             ),
+            "a response has one of body, body_file, template, template_file",
+        );
+    }
+    let mut body = String::new();
+    let (mut body_file, mut template, mut template_file) = (None, None, None);
+    match sources.first().copied() {
+        Some("body") => {
+            if let Some(b) = t.get("body") {
+                match b.as_str() {
+                    Some(s) => body = s.to_string(),
+                    None => diags.push_hint(
+                        &b.loc,
+                        format!("response.body must be a string, not {}", b.type_name()),
+                        "to send JSON, put the JSON text in a string; it is sent verbatim",
+                    ),
+                }
+            }
         }
+        Some("body_file") => {
+            if let Some((name, text)) =
+                read_named_file(t.get("body_file"), "response.body_file", ctx, diags)
+            {
+                body = text;
+                body_file = Some(name);
+            }
+        }
+        Some("template") => {
+            if let Some(src) = t
+                .get("template")
+                .and_then(|x| diags.string(x, "response.template"))
+            {
+                if check_template_source(src, t.get("template"), "response.template", diags) {
+                    template = Some(src.to_string());
+                }
+            }
+        }
+        Some("template_file") => {
+            if let Some((name, src)) =
+                read_named_file(t.get("template_file"), "response.template_file", ctx, diags)
+            {
+                if check_template_source(
+                    &src,
+                    t.get("template_file"),
+                    "response.template_file",
+                    diags,
+                ) {
+                    template = Some(src);
+                    template_file = Some(name);
+                }
+            }
+        }
+        _ => {}
     }
     if let Some(c) = code {
-        if (c == 204 || c == 304) && !body.is_empty() {
-            let loc = t
-                .get("body")
-                .map_or(t.loc.member("body"), |b| b.loc.clone());
+        let has_body = !body.is_empty() || template.is_some();
+        if (c == 204 || c == 304) && has_body {
+            let key = sources.first().copied().unwrap_or("body");
+            let loc = t.get(key).map_or(t.loc.member("body"), |b| b.loc.clone());
             diags.push(
                 &loc,
-                format!("response.body must be empty when response.code is {c}"),
+                format!("response.{key} must be empty when response.code is {c}"),
             );
         }
     }
+
+    let delay = t
+        .get("delay_ms")
+        .filter(|x| !x.is_null())
+        .and_then(|x| decode_delay(x, diags));
+    let fault = t
+        .get("fault")
+        .filter(|x| !x.is_null())
+        .and_then(|x| decode_fault(x, diags));
 
     let mut proxy = None;
     if let Some(p) = t.get("proxy").filter(|p| !p.is_null()) {
@@ -596,8 +801,170 @@ fn decode_response(n: &Node, ctx: &SchemaContext<'_>, diags: &mut Diags) -> Opti
         code: code?,
         headers,
         body,
+        body_file,
+        template,
+        template_file,
+        delay,
+        fault,
         proxy,
     })
+}
+
+/// The longest delay an endpoint may ask for.
+pub const MAX_DELAY_MS: u64 = 600_000;
+
+fn decode_delay(n: &Node, diags: &mut Diags) -> Option<Delay> {
+    if n.entries().is_none() {
+        let ms = diags.int_in::<u64>(n, "response.delay_ms", 0, i128::from(MAX_DELAY_MS))?;
+        return Some(Delay {
+            min_ms: ms,
+            max_ms: ms,
+        });
+    }
+    diags.unknown_keys(n, "response.delay_ms", &["min", "max"]);
+    let bound = |diags: &mut Diags, key: &str| match n.get(key) {
+        Some(x) => diags.int_in::<u64>(
+            x,
+            &format!("response.delay_ms.{key}"),
+            0,
+            i128::from(MAX_DELAY_MS),
+        ),
+        None => {
+            diags.push_hint(
+                &n.loc.member(key),
+                format!("response.delay_ms.{key} is required"),
+                "a random delay is { min = 50, max = 200 }; a fixed one a plain number",
+            );
+            None
+        }
+    };
+    let (min, max) = (bound(diags, "min"), bound(diags, "max"));
+    let (min_ms, max_ms) = (min?, max?);
+    if min_ms > max_ms {
+        diags.push(
+            &n.loc,
+            format!("response.delay_ms.min ({min_ms}) is more than max ({max_ms})"),
+        );
+        return None;
+    }
+    Some(Delay { min_ms, max_ms })
+}
+
+fn decode_fault(n: &Node, diags: &mut Diags) -> Option<Fault> {
+    const HINT: &str = "write \"reset\", \"empty\" or { close_after_bytes = N }";
+    if let Some(s) = n.as_str() {
+        return match s {
+            "reset" => Some(Fault::Reset),
+            "empty" => Some(Fault::Empty),
+            other => {
+                diags.push_hint(
+                    &n.loc,
+                    format!("response.fault `{other}` is not a fault"),
+                    HINT,
+                );
+                None
+            }
+        };
+    }
+    if n.entries().is_none() {
+        diags.push_hint(
+            &n.loc,
+            format!(
+                "response.fault must be a string or a table, not {}",
+                n.type_name()
+            ),
+            HINT,
+        );
+        return None;
+    }
+    diags.unknown_keys(n, "response.fault", &["close_after_bytes"]);
+    match n.get("close_after_bytes") {
+        Some(x) => diags
+            .int_in::<u64>(
+                x,
+                "response.fault.close_after_bytes",
+                0,
+                i128::from(u32::MAX),
+            )
+            .map(Fault::CloseAfterBytes),
+        None => {
+            diags.push_hint(&n.loc, "response.fault needs close_after_bytes", HINT);
+            None
+        }
+    }
+}
+
+/// Reads a file named relative to its config file, refusing any path that
+/// leaves the config directory. Returns (the name as written, the text).
+fn read_named_file(
+    n: Option<&Node>,
+    what: &str,
+    ctx: &SchemaContext<'_>,
+    diags: &mut Diags,
+) -> Option<(String, String)> {
+    let n = n?;
+    let name = diags.string(n, what)?;
+    let Some(files) = ctx.files else {
+        diags.push_hint(
+            &n.loc,
+            format!("{what} can be used in config files only"),
+            "send the content itself (body or template)",
+        );
+        return None;
+    };
+    let fail = |diags: &mut Diags, msg: String| {
+        diags.push_hint(
+            &n.loc,
+            msg,
+            "name a file inside the config directory, relative to this config file",
+        );
+        None
+    };
+    let path = files.dir.join(name);
+    let real = match std::fs::canonicalize(&path) {
+        Ok(p) => p,
+        Err(e) => return fail(diags, format!("{what} `{name}` cannot be read: {e}")),
+    };
+    if !real.starts_with(&files.root) {
+        return fail(
+            diags,
+            format!("{what} `{name}` is outside the config directory"),
+        );
+    }
+    match std::fs::metadata(&real) {
+        Ok(m) if m.len() > MAX_BODY_FILE => {
+            return fail(
+                diags,
+                format!("{what} `{name}` is larger than {MAX_BODY_FILE} bytes"),
+            )
+        }
+        Ok(m) if !m.is_file() => return fail(diags, format!("{what} `{name}` is not a file")),
+        Ok(_) => {}
+        Err(e) => return fail(diags, format!("{what} `{name}` cannot be read: {e}")),
+    }
+    match std::fs::read(&real) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Some((name.to_string(), text)),
+            Err(_) => fail(diags, format!("{what} `{name}` is not UTF-8 text")),
+        },
+        Err(e) => fail(diags, format!("{what} `{name}` cannot be read: {e}")),
+    }
+}
+
+/// Whether a template compiles; its error (with the template's line) otherwise.
+fn check_template_source(src: &str, n: Option<&Node>, what: &str, diags: &mut Diags) -> bool {
+    match crate::template::check(src) {
+        Ok(()) => true,
+        Err(e) => {
+            let loc = n.map_or(Loc::Pointer(String::new()), |x| x.loc.clone());
+            diags.push_hint(
+                &loc,
+                format!("{what} does not compile: {e}"),
+                "the syntax is minijinja's (Jinja2)",
+            );
+            false
+        }
+    }
 }
 
 const SERVER_OWNED: &[&str] = &[

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::doc::{Diag, Diags, Loc, Node};
-use super::endpoint::{decode_full, SchemaContext};
+use super::endpoint::{decode_full, FileContext, SchemaContext};
 use super::{Config, FileEndpoint, Overrides, StoreConfig, Upstream};
 
 /// One error in a config file, placed at its line and column (1-based).
@@ -53,6 +53,8 @@ impl fmt::Display for ConfigErrors {
 struct Source {
     name: String,
     text: String,
+    /// Where the files its endpoints name are read from.
+    files: FileContext,
 }
 
 impl Source {
@@ -109,6 +111,7 @@ const SERVER_KEYS: &[&str] = &[
     "public_url",
     "h2c",
     "watch_config",
+    "match_body_limit",
 ];
 const ADMIN_KEYS: &[&str] = &["enabled", "listen", "token", "token_env", "max_body_bytes"];
 const UPSTREAM_KEYS: &[&str] = &[
@@ -175,11 +178,34 @@ pub fn load_with(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, Con
     for p in paths {
         match config_files(p) {
             Ok(files) => {
+                // Files named by endpoints must stay inside the directory given
+                // (or the directory of the file given).
+                let root_dir = if p.is_dir() {
+                    p.as_path()
+                } else {
+                    p.parent().unwrap_or(Path::new("."))
+                };
+                let root_dir = if root_dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    root_dir
+                };
+                let root =
+                    std::fs::canonicalize(root_dir).unwrap_or_else(|_| root_dir.to_path_buf());
                 for f in files {
+                    let dir = f
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .and_then(|d| std::fs::canonicalize(d).ok())
+                        .unwrap_or_else(|| root.clone());
                     match std::fs::read_to_string(&f) {
                         Ok(text) => sources.push(Source {
                             name: f.display().to_string(),
                             text,
+                            files: FileContext {
+                                dir,
+                                root: root.clone(),
+                            },
                         }),
                         Err(e) => errors.push(ConfigError {
                             file: f.display().to_string(),
@@ -282,10 +308,6 @@ pub fn load_with(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, Con
 
     // Pass 2: endpoints, checked against the upstreams and the admin layout.
     let upstream_names = cfg.upstream_names();
-    let ctx = SchemaContext {
-        reserve_admin_path: cfg.admin.shares_mock_listener(),
-        upstreams: &upstream_names,
-    };
     if let Some(f) = &cfg.fallback {
         if !upstream_names.contains(f) {
             if let Some((i, root)) = docs.iter().find(|(_, r)| r.get("fallback").is_some()) {
@@ -305,11 +327,16 @@ pub fn load_with(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, Con
         }
     }
     let mut ids: HashMap<String, String> = HashMap::new();
-    let mut routes: HashMap<(super::Verb, super::endpoint::RouteKey), String> = HashMap::new();
+    let mut routes: HashMap<String, String> = HashMap::new();
     for (i, root) in &docs {
         let src = &sources[*i];
         let Some(list) = root.get("endpoints") else {
             continue;
+        };
+        let ctx = SchemaContext {
+            reserve_admin_path: cfg.admin.shares_mock_listener(),
+            upstreams: &upstream_names,
+            files: Some(&src.files),
         };
         let mut d = Diags::strict();
         let super::doc::Val::Array(items) = &list.val else {
@@ -359,7 +386,7 @@ pub fn load_with(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, Con
                 );
                 continue;
             }
-            let key = (spec.verb, spec.path.route_key());
+            let key = spec.conflict_key();
             if let Some(first) = routes.get(&key) {
                 d.push_hint(
                     &t.loc,
@@ -481,6 +508,12 @@ fn decode_server(n: &Node, cfg: &mut Config, d: &mut Diags) {
     if let Some(x) = t.get("h2c") {
         if let Some(b) = d.boolean(x, "server.h2c") {
             cfg.server.h2c = b;
+        }
+    }
+    if let Some(x) = t.get("match_body_limit") {
+        let max = i128::try_from(super::MAX_MATCH_BODY_LIMIT).unwrap_or(65536);
+        if let Some(v) = d.int_in::<usize>(x, "server.match_body_limit", 0, max) {
+            cfg.server.match_body_limit = v;
         }
     }
     if let Some(x) = t.get("watch_config") {

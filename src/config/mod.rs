@@ -1,6 +1,7 @@
 //! Configuration: the plain data the rest of the gateway runs on, its
 //! defaults (all in this file), and the loading of TOML files (`file`).
 
+pub mod conditions;
 pub mod doc;
 pub mod endpoint;
 mod file;
@@ -14,6 +15,9 @@ pub use file::{load, load_with, summary, ConfigError, ConfigErrors};
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_ADMIN_MAX_BODY: usize = 1024 * 1024;
+/// Pingora buffers at most 64 KiB of a request body for replay to an upstream.
+pub const MAX_MATCH_BODY_LIMIT: usize = 64 * 1024;
+pub const DEFAULT_MATCH_BODY_LIMIT: usize = MAX_MATCH_BODY_LIMIT;
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -103,6 +107,8 @@ pub struct ServerConfig {
     pub h2c: bool,
     /// Reload the config files when they change (SIGHUP always reloads).
     pub watch_config: bool,
+    /// Request bodies up to this size are read for body conditions.
+    pub match_body_limit: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -160,6 +166,7 @@ impl Default for Config {
                 public_url: None,
                 h2c: false,
                 watch_config: true,
+                match_body_limit: DEFAULT_MATCH_BODY_LIMIT,
             },
             admin: AdminConfig {
                 enabled: true,

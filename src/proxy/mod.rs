@@ -3,6 +3,7 @@
 //! upstream. The same type serves the mock listener and, when the admin API
 //! has a listener of its own, that one.
 
+mod mock;
 mod passthrough;
 
 use std::sync::Arc;
@@ -19,7 +20,8 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::admin::{self, Reply, RequestInfo};
 use crate::config::Upstream;
-use crate::router::{Action, Gateway};
+use crate::router::matcher::{Body, Facts};
+use crate::router::{Gateway, Lookup};
 
 const CONTENT_TYPE_JSON: &str = "application/json";
 
@@ -36,21 +38,26 @@ pub struct EchoProxy {
     gw: Arc<Gateway>,
     role: Role,
     keepalive_secs: u64,
+    match_body_limit: usize,
 }
 
 /// Per-request state: where a pass-through goes.
 #[derive(Default)]
 pub struct Ctx {
     upstream: Option<Arc<Upstream>>,
+    /// The endpoint injects a fault: end the connection without an answer.
+    fault: bool,
 }
 
 impl EchoProxy {
     pub fn new(gw: Arc<Gateway>, role: Role) -> EchoProxy {
         let keepalive_secs = gw.config().server.keepalive_timeout.as_secs();
+        let match_body_limit = gw.config().server.match_body_limit;
         EchoProxy {
             gw,
             role,
             keepalive_secs,
+            match_body_limit,
         }
     }
 
@@ -105,6 +112,32 @@ impl EchoProxy {
         };
         let reply = admin::handle(&self.gw, route, &body, &info).await;
         write_reply(session, reply, head).await
+    }
+
+    /// Looks the request up; `body` is the request body once read for matching.
+    fn decide(&self, session: &Session, body: Option<Body>) -> Next {
+        let req = session.req_header();
+        let path = req.uri.path();
+        let mut facts = Facts::new(req.uri.query(), &req.headers);
+        let body_known = body.is_some();
+        if let Some(b) = body {
+            facts.set_body(b);
+        }
+        let router = self.gw.current();
+        match router.find(&req.method, path, &facts) {
+            Lookup::Hit(e, params) => match mock::answer(e, params, req, &facts) {
+                mock::Answer::Respond(r) => Next::Respond(r),
+                mock::Answer::Proxy(u) => Next::Proxy(u),
+            },
+            Lookup::NeedBody if !body_known => Next::ReadBody,
+            Lookup::NeedBody | Lookup::Miss => {
+                match (Internal::of(&req.method, path), &router.fallback) {
+                    (Some(h), _) => Next::Internal(h),
+                    (None, Some(u)) => Next::Proxy(u.clone()),
+                    (None, None) => Next::NotFound(admin::page_not_found(path)),
+                }
+            }
+        }
     }
 
     fn admin_shared(&self) -> bool {
@@ -183,11 +216,15 @@ impl EchoProxy {
 }
 
 /// What the mock listener does with a request.
+// Short-lived, on the stack: boxing would cost an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Next {
-    Respond(ResponseHeader, Bytes),
+    Respond(mock::Response),
     Proxy(Arc<Upstream>),
     Internal(Internal),
     NotFound(Reply),
+    /// An endpoint's body conditions need the body.
+    ReadBody,
 }
 
 /// The gateway's own paths. On the mock listener they answer only when no
@@ -249,23 +286,18 @@ impl ProxyHttp for EchoProxy {
         }
 
         // Decide while the request is borrowed; answer after.
-        let next = {
-            let router = self.gw.current();
-            match router.lookup_method(&req.method, path).map(|e| &e.action) {
-                Some(Action::Respond(c)) => Next::Respond(c.header.clone(), c.body.clone()),
-                Some(Action::Proxy(u)) => Next::Proxy(u.clone()),
-                None => match (Internal::of(&req.method, path), &router.fallback) {
-                    (Some(h), _) => Next::Internal(h),
-                    (None, Some(u)) => Next::Proxy(u.clone()),
-                    (None, None) => Next::NotFound(admin::page_not_found(path)),
-                },
-            }
-        };
+        let mut next = self.decide(session, None);
+        if matches!(next, Next::ReadBody) {
+            let body = mock::read_match_body(session, self.match_body_limit).await?;
+            next = self.decide(session, Some(body));
+        }
         match next {
-            Next::Respond(header, body) => {
+            Next::Respond(r) => {
                 self.gw.metrics.requests_mocked.inc();
-                session.as_downstream_mut().drain_request_body().await?;
-                write(session, header, body, head).await?;
+                if r.fault.is_some() {
+                    ctx.fault = true;
+                }
+                mock::respond(session, r, head).await?;
                 Ok(true)
             }
             Next::Proxy(u) => {
@@ -284,6 +316,8 @@ impl ProxyHttp for EchoProxy {
                 write_reply(session, reply, head).await?;
                 Ok(true)
             }
+            // `decide` with a body never asks for it again.
+            Next::ReadBody => Ok(false),
         }
     }
 
@@ -322,6 +356,12 @@ impl ProxyHttp for EchoProxy {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        if ctx.fault || mock::is_fault(e) {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
         let head = session.req_header().method == Method::HEAD;
         let (status, body) = passthrough::error_response(ctx.upstream.as_deref(), e);
         if status > 0 {
@@ -336,9 +376,9 @@ impl ProxyHttp for EchoProxy {
         }
     }
 
-    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, e: &Error) -> bool {
-        // A client that goes away is not the gateway's error.
-        matches!(e.esource(), ErrorSource::Downstream)
+    fn suppress_error_log(&self, _session: &Session, ctx: &Ctx, e: &Error) -> bool {
+        // A client that goes away is not the gateway's error; a fault is asked for.
+        ctx.fault || mock::is_fault(e) || matches!(e.esource(), ErrorSource::Downstream)
     }
 }
 

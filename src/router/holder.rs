@@ -191,12 +191,10 @@ impl Gateway {
         spec: &EndpointSpec,
         except: Option<u64>,
     ) -> Option<WriteError> {
-        let key = spec.path.route_key();
+        let key = spec.conflict_key();
         runtime
             .iter()
-            .find(|e| {
-                Some(e.id) != except && e.spec.verb == spec.verb && e.spec.path.route_key() == key
-            })
+            .find(|e| Some(e.id) != except && e.spec.conflict_key() == key)
             .map(|e| conflict_error(e.id, spec))
     }
 

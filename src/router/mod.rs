@@ -10,20 +10,23 @@
 
 mod canned;
 mod holder;
+pub mod matcher;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::config::endpoint::{compile_path_regex, RouteKey};
+use crate::config::endpoint::{compile_path_regex, Delay, Fault};
 use crate::config::{EndpointSpec, FileEndpoint, PathSpec, Upstream, Verb};
+use crate::template::BodyTemplate;
+use matcher::{Body, Conditions, Facts};
 
 pub use canned::Canned;
 pub use holder::{Gateway, WriteError};
 
 /// An endpoint created through the admin API (the runtime layer).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RuntimeEndpoint {
     pub id: u64,
     pub spec: EndpointSpec,
@@ -44,16 +47,240 @@ pub enum Action {
 pub struct Endpoint {
     pub id: Arc<str>,
     pub action: Action,
+    /// Conditions beyond verb and path; `None` accepts every request.
+    pub conditions: Option<Conditions>,
+    /// Renders the body per request instead of the canned one.
+    pub template: Option<BodyTemplate>,
+    /// The template's parameter names, in path order.
+    pub param_names: Vec<String>,
+    pub delay: Option<Delay>,
+    pub fault: Option<Fault>,
+}
+
+/// Whether an endpoint answers a request.
+enum Accept {
+    Yes,
+    No,
+    /// Only the request body can tell.
+    NeedBody,
+}
+
+impl Endpoint {
+    #[inline]
+    fn accepts(&self, facts: &Facts<'_>) -> Accept {
+        let Some(c) = &self.conditions else {
+            return Accept::Yes;
+        };
+        if c.check_head(facts).is_err() {
+            return Accept::No;
+        }
+        if !c.needs_body() {
+            return Accept::Yes;
+        }
+        if matches!(facts.body, Body::Unread) {
+            return Accept::NeedBody;
+        }
+        if c.check_body(facts).is_ok() {
+            Accept::Yes
+        } else {
+            Accept::No
+        }
+    }
+}
+
+/// Endpoints on one route, best first (priority, then age).
+type Group = Arc<[Arc<Endpoint>]>;
+
+/// The result of looking a request up.
+pub enum Lookup<'r> {
+    /// This endpoint answers; with the template parameters (named) when the
+    /// endpoint renders a template.
+    Hit(&'r Endpoint, Vec<(String, String)>),
+    /// An endpoint's body conditions must be checked: read the body, look again.
+    NeedBody,
+    Miss,
+}
+
+enum Pick<'r> {
+    Hit(&'r Endpoint),
+    NeedBody,
+    None,
+}
+
+#[inline]
+fn pick<'r>(group: &'r [Arc<Endpoint>], facts: &Facts<'_>) -> Pick<'r> {
+    for e in group {
+        match e.accepts(facts) {
+            Accept::Yes => return Pick::Hit(e),
+            Accept::NeedBody => return Pick::NeedBody,
+            Accept::No => {}
+        }
+    }
+    Pick::None
 }
 
 #[derive(Default)]
 struct MethodTable {
-    exact: HashMap<Box<str>, Arc<Endpoint>>,
-    /// Templates in trees: a template goes into the first tree it does not
-    /// conflict with, so `/a/{x}` and `/a/{*rest}` can both be served; trees
-    /// are searched in order, and catch-alls are placed last.
-    templates: Vec<matchit::Router<Arc<Endpoint>>>,
+    exact: HashMap<Box<str>, Group>,
+    templates: Templates,
     regexes: Vec<(regex::Regex, Arc<Endpoint>)>,
+}
+
+/// Templates in trees: a template goes into the first tree it does not
+/// conflict with, so `/a/{x}` and `/a/{*rest}` can both be served; trees
+/// are searched in order, and catch-alls are placed last.
+///
+/// A large table is cut into small trees, one per bucket, so that a lookup
+/// hashes once and then walks a shallow tree instead of a tree of every
+/// template: one deep radix tree costs a cache miss per level. A template's
+/// head is its whole static segments before the first parameter (`/api/u/`
+/// for `/api/u/{id}`); templates whose head has at least `key_slashes`
+/// slashes go into the bucket of the head's first `key_slashes` slashes,
+/// the others into `rest`. Where a bucket template and a `rest` template
+/// both match a path, the bucket one has a static segment where the other
+/// has a parameter, and wins in one tree too: searching the bucket before
+/// `rest` keeps the tree's order. Conflicting templates are in different
+/// trees, searched one after the other, an order that buckets would not
+/// keep: a table with conflicting templates is not cut into buckets.
+#[derive(Default)]
+struct Templates {
+    /// 0: no buckets, every template is in `rest`.
+    key_slashes: usize,
+    buckets: HashMap<Box<str>, Vec<matchit::Router<Group>>>,
+    rest: Vec<matchit::Router<Group>>,
+    /// Templates served (shadowed ones are not).
+    len: usize,
+}
+
+/// Below this many templates for one verb, one set of trees is as fast.
+const TEMPLATE_BUCKETS_FROM: usize = 64;
+/// The deepest bucket key considered, in slashes.
+const MAX_KEY_SLASHES: usize = 8;
+
+impl Templates {
+    /// Builds the trees from templates (shapes) in rank order.
+    fn build(list: &[(String, Group)]) -> Templates {
+        let key_slashes = if list.len() < TEMPLATE_BUCKETS_FROM {
+            0
+        } else {
+            best_key_slashes(list)
+        };
+        Templates::build_with(list, key_slashes)
+    }
+
+    /// Buckets on `key_slashes` slashes, unless some templates conflict.
+    fn build_with(list: &[(String, Group)], key_slashes: usize) -> Templates {
+        if key_slashes > 0 {
+            let t = Templates::build_keyed(list, key_slashes);
+            if t.rest.len() <= 1 && t.buckets.values().all(|trees| trees.len() == 1) {
+                return t;
+            }
+        }
+        Templates::build_keyed(list, 0)
+    }
+
+    fn build_keyed(list: &[(String, Group)], key_slashes: usize) -> Templates {
+        let mut t = Templates {
+            key_slashes,
+            ..Templates::default()
+        };
+        for (shape, endpoint) in list {
+            let trees = match bucket_key(head(shape), key_slashes) {
+                Some(key) => t.buckets.entry(key.into()).or_default(),
+                None => &mut t.rest,
+            };
+            if insert_template(trees, shape, endpoint) {
+                t.len += 1;
+            }
+        }
+        t
+    }
+
+    /// The first endpoint that accepts the request, tree by tree.
+    #[inline]
+    fn find<'a>(&'a self, path: &str, facts: &Facts<'_>) -> Lookup<'a> {
+        if let Some(trees) = bucket_key(path, self.key_slashes).and_then(|k| self.buckets.get(k)) {
+            let found = first_match(trees, path, facts);
+            if !matches!(found, Lookup::Miss) {
+                return found;
+            }
+        }
+        first_match(&self.rest, path, facts)
+    }
+}
+
+#[inline]
+fn first_match<'a>(
+    trees: &'a [matchit::Router<Group>],
+    path: &str,
+    facts: &Facts<'_>,
+) -> Lookup<'a> {
+    for tree in trees {
+        let Ok(m) = tree.at(path) else { continue };
+        match pick(m.value, facts) {
+            Pick::Hit(e) => {
+                let params = if e.template.is_some() {
+                    e.param_names
+                        .iter()
+                        .zip(m.params.iter())
+                        .map(|(name, (_, value))| (name.clone(), value.to_string()))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                return Lookup::Hit(e, params);
+            }
+            Pick::NeedBody => return Lookup::NeedBody,
+            Pick::None => {}
+        }
+    }
+    Lookup::Miss
+}
+
+/// A template's whole static segments before its first parameter.
+fn head(shape: &str) -> &str {
+    let brace = shape.find('{').unwrap_or(shape.len());
+    shape[..brace]
+        .rfind('/')
+        .map_or("", |slash| &shape[..=slash])
+}
+
+/// `s` up to and including its `slashes`-th `/`; `None` if it has fewer, or
+/// if `slashes` is 0.
+#[inline]
+fn bucket_key(s: &str, slashes: usize) -> Option<&str> {
+    if slashes == 0 {
+        return None;
+    }
+    let (end, _) = s.match_indices('/').nth(slashes - 1)?;
+    Some(&s[..=end])
+}
+
+/// The bucket key length that leaves the smallest trees: the fewest
+/// templates in the largest bucket plus those left in `rest`; 0 when no
+/// key does better than one set of trees.
+fn best_key_slashes(list: &[(String, Group)]) -> usize {
+    let heads: Vec<&str> = list.iter().map(|(shape, _)| head(shape)).collect();
+    let deepest = heads.iter().map(|h| h.matches('/').count()).max();
+    let mut best = (list.len(), 0);
+    for slashes in 1..=deepest.unwrap_or(0).min(MAX_KEY_SLASHES) {
+        if best.0 <= 1 {
+            break;
+        }
+        let mut sizes: HashMap<&str, usize> = HashMap::with_capacity(heads.len());
+        let mut rest = 0;
+        for h in &heads {
+            match bucket_key(h, slashes) {
+                Some(key) => *sizes.entry(key).or_default() += 1,
+                None => rest += 1,
+            }
+        }
+        let cost = sizes.values().max().copied().unwrap_or(0) + rest;
+        if cost < best.0 {
+            best = (cost, slashes);
+        }
+    }
+    best.1
 }
 
 /// Both layers as they were compiled: what `GET /endpoints` lists.
@@ -72,7 +299,8 @@ pub struct CompileError {
 }
 
 pub struct Router {
-    tables: [MethodTable; 8],
+    /// One per verb, `ANY` last.
+    tables: [MethodTable; 9],
     pub layers: Layers,
     pub fallback: Option<Arc<Upstream>>,
     pub upstreams: Arc<HashMap<String, Arc<Upstream>>>,
@@ -98,15 +326,15 @@ impl Router {
         fallback: Option<Arc<Upstream>>,
         generation: u64,
     ) -> (Router, Vec<CompileError>) {
-        let runtime_keys: HashSet<(Verb, RouteKey)> = layers
+        let runtime_keys: HashSet<String> = layers
             .runtime
             .iter()
-            .map(|e| (e.spec.verb, e.spec.path.route_key()))
+            .map(|e| e.spec.conflict_key())
             .collect();
         let mut entries: Vec<Entry<'_>> =
             Vec::with_capacity(layers.files.len() + layers.runtime.len());
         for f in layers.files.iter() {
-            if !runtime_keys.contains(&(f.spec.verb, f.spec.path.route_key())) {
+            if !runtime_keys.contains(&f.spec.conflict_key()) {
                 entries.push(Entry {
                     id: f.id.clone(),
                     spec: &f.spec,
@@ -121,50 +349,66 @@ impl Router {
                 age: entries.len(),
             });
         }
-        // Higher priority first, then older: the first entry of a route wins.
-        // Templates with a catch-all go after the others, into later trees.
+        // Higher priority first, then older: the order in which a route's
+        // endpoints are tried. Templates with a catch-all go after the others,
+        // into later trees.
         entries.sort_by_key(|e| {
             let catch_all = matches!(&e.spec.path, PathSpec::Template(t) if t.contains("{*"));
             (catch_all, std::cmp::Reverse(e.spec.priority()), e.age)
         });
 
         let mut errors = Vec::new();
-        let mut tables: [MethodTable; 8] = Default::default();
+        let mut exact: [HashMap<Box<str>, Vec<Arc<Endpoint>>>; 9] = Default::default();
+        // Templates by shape, shapes in the order their best endpoint ranks.
+        let mut shapes: [Vec<(String, Vec<Arc<Endpoint>>)>; 9] = Default::default();
+        let mut shape_at: [HashMap<String, usize>; 9] = Default::default();
+        let mut tables: [MethodTable; 9] = Default::default();
         for e in entries {
-            let action = match &e.spec.response.proxy {
-                Some(name) => match upstreams.get(name) {
-                    Some(u) => Action::Proxy(u.clone()),
-                    None => {
-                        errors.push(CompileError {
-                            id: e.id.clone(),
-                            message: format!("response.proxy names an unknown upstream `{name}`"),
-                        });
-                        continue;
-                    }
-                },
-                None => Action::Respond(Canned::new(&e.spec.response)),
-            };
-            let endpoint = Arc::new(Endpoint {
-                id: Arc::from(e.id.as_str()),
-                action,
-            });
-            let table = &mut tables[e.spec.verb.index()];
-            match &e.spec.path {
-                PathSpec::Exact(p) => {
-                    table.exact.entry(p.as_str().into()).or_insert(endpoint);
+            let endpoint = match compile_endpoint(&e, &upstreams) {
+                Ok(x) => Arc::new(x),
+                Err(message) => {
+                    errors.push(CompileError {
+                        id: e.id.clone(),
+                        message,
+                    });
+                    continue;
                 }
+            };
+            let v = e.spec.verb.index();
+            match &e.spec.path {
+                PathSpec::Exact(p) => exact[v]
+                    .entry(p.as_str().into())
+                    .or_default()
+                    .push(endpoint),
                 PathSpec::Template(t) => {
                     let shape = crate::config::endpoint::normalize_template(t);
-                    insert_template(&mut table.templates, shape, endpoint);
+                    match shape_at[v].get(&shape) {
+                        Some(&i) => shapes[v][i].1.push(endpoint),
+                        None => {
+                            shape_at[v].insert(shape.clone(), shapes[v].len());
+                            shapes[v].push((shape, vec![endpoint]));
+                        }
+                    }
                 }
                 PathSpec::Regex(r) => match compile_path_regex(r) {
-                    Ok(re) => table.regexes.push((re, endpoint)),
+                    Ok(re) => tables[v].regexes.push((re, endpoint)),
                     Err(err) => errors.push(CompileError {
                         id: e.id.clone(),
                         message: format!("path_regex does not compile: {err}"),
                     }),
                 },
             }
+        }
+        for ((table, exact), shapes) in tables.iter_mut().zip(exact).zip(shapes) {
+            table.exact = exact
+                .into_iter()
+                .map(|(k, g)| (k, Group::from(g)))
+                .collect();
+            let list: Vec<(String, Group)> = shapes
+                .into_iter()
+                .map(|(s, g)| (s, Group::from(g)))
+                .collect();
+            table.templates = Templates::build(&list);
         }
         let router = Router {
             tables,
@@ -176,57 +420,115 @@ impl Router {
         (router, errors)
     }
 
-    /// The endpoint that answers `verb` on `path` (the path without query).
+    /// The endpoint that answers a request: for the request's method, then
+    /// for `ANY`, an exact path, then a template, then a regex; on one route
+    /// the first endpoint (by priority, then age) whose conditions hold.
     #[inline]
-    pub fn lookup(&self, verb: Verb, path: &str) -> Option<&Endpoint> {
-        let table = &self.tables[verb.index()];
-        if let Some(e) = table.exact.get(path) {
-            return Some(e);
-        }
-        for tree in &table.templates {
-            if let Ok(m) = tree.at(path) {
-                return Some(m.value);
+    pub fn find<'r>(&'r self, method: &http::Method, path: &str, facts: &Facts<'_>) -> Lookup<'r> {
+        let own = Verb::from_method(method).map(|v| &self.tables[v.index()]);
+        let any = &self.tables[Verb::Any.index()];
+        let tables = [own, Some(any)];
+        for t in tables.iter().flatten() {
+            if let Some(g) = t.exact.get(path) {
+                match pick(g, facts) {
+                    Pick::Hit(e) => return Lookup::Hit(e, Vec::new()),
+                    Pick::NeedBody => return Lookup::NeedBody,
+                    Pick::None => {}
+                }
             }
         }
-        table
-            .regexes
-            .iter()
-            .find(|(re, _)| re.is_match(path))
-            .map(|(_, e)| &**e)
+        for t in tables.iter().flatten() {
+            let found = t.templates.find(path, facts);
+            if !matches!(found, Lookup::Miss) {
+                return found;
+            }
+        }
+        for t in tables.iter().flatten() {
+            for (re, e) in &t.regexes {
+                if re.is_match(path) {
+                    match pick(std::slice::from_ref(e), facts) {
+                        Pick::Hit(e) => return Lookup::Hit(e, Vec::new()),
+                        Pick::NeedBody => return Lookup::NeedBody,
+                        Pick::None => {}
+                    }
+                }
+            }
+        }
+        Lookup::Miss
     }
 
-    /// Like `lookup`, for any request method (unknown methods match nothing).
-    #[inline]
-    pub fn lookup_method(&self, method: &http::Method, path: &str) -> Option<&Endpoint> {
-        self.lookup(Verb::from_method(method)?, path)
+    /// The endpoint that answers `verb` on `path` with no headers, query or body.
+    pub fn lookup(&self, verb: Verb, path: &str) -> Option<&Endpoint> {
+        let method = http::Method::from_bytes(verb.as_str().as_bytes()).ok()?;
+        let headers = http::HeaderMap::new();
+        match self.find(&method, path, &Facts::new(None, &headers)) {
+            Lookup::Hit(e, _) => Some(e),
+            _ => None,
+        }
     }
 
     pub fn endpoint_count(&self) -> usize {
         self.tables
             .iter()
-            .map(|t| t.exact.len() + t.regexes.len())
+            .map(|t| {
+                t.exact.values().map(|g| g.len()).sum::<usize>() + t.templates.len + t.regexes.len()
+            })
             .sum::<usize>()
     }
 }
 
-/// Puts a template into the first tree that takes it. A tree that already
-/// has the same shape holds a higher-ranked endpoint: this one is shadowed.
-fn insert_template(
-    trees: &mut Vec<matchit::Router<Arc<Endpoint>>>,
-    shape: String,
-    endpoint: Arc<Endpoint>,
-) {
+/// Puts a template into the first tree that takes it, and tells whether it
+/// was placed. A tree that already has the same shape holds a higher-ranked
+/// endpoint: this one is shadowed.
+fn insert_template(trees: &mut Vec<matchit::Router<Group>>, shape: &str, endpoint: &Group) -> bool {
     for tree in trees.iter_mut() {
-        match tree.insert(shape.clone(), endpoint.clone()) {
-            Ok(()) => return,
-            Err(matchit::InsertError::Conflict { with }) if with == shape => return,
+        match tree.insert(shape, endpoint.clone()) {
+            Ok(()) => return true,
+            Err(matchit::InsertError::Conflict { with }) if with == shape => return false,
             Err(_) => continue,
         }
     }
     let mut tree = matchit::Router::new();
-    if tree.insert(shape, endpoint).is_ok() {
+    let placed = tree.insert(shape, endpoint.clone()).is_ok();
+    if placed {
         trees.push(tree);
     }
+    placed
+}
+
+/// An endpoint for the request path; the reason when it cannot be built.
+fn compile_endpoint(
+    e: &Entry<'_>,
+    upstreams: &HashMap<String, Arc<Upstream>>,
+) -> Result<Endpoint, String> {
+    let r = &e.spec.response;
+    let action = match &r.proxy {
+        Some(name) => match upstreams.get(name) {
+            Some(u) => Action::Proxy(u.clone()),
+            None => return Err(format!("response.proxy names an unknown upstream `{name}`")),
+        },
+        None => Action::Respond(Canned::new(r)),
+    };
+    let template = match &r.template {
+        Some(src) => Some(
+            BodyTemplate::new(src)
+                .map_err(|err| format!("response.template does not compile: {err}"))?,
+        ),
+        None => None,
+    };
+    let param_names = match &e.spec.path {
+        PathSpec::Template(t) => crate::config::endpoint::template_params(t),
+        _ => Vec::new(),
+    };
+    Ok(Endpoint {
+        id: Arc::from(e.id.as_str()),
+        action,
+        conditions: e.spec.conditions.as_ref().map(Conditions::compile),
+        template,
+        param_names,
+        delay: r.delay,
+        fault: r.fault,
+    })
 }
 
 /// The body of the Echo 404 for a path (spec 3.7, A26).
@@ -240,6 +542,18 @@ pub fn not_found_body(path: &str) -> Bytes {
 }
 
 #[cfg(test)]
+impl Templates {
+    /// The endpoint for a path with no headers, query or body.
+    fn lookup(&self, path: &str) -> Option<&Endpoint> {
+        let headers = http::HeaderMap::new();
+        match self.find(path, &Facts::new(None, &headers)) {
+            Lookup::Hit(e, _) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::ResponseSpec;
@@ -249,11 +563,13 @@ mod tests {
             verb,
             path,
             priority,
+            conditions: None,
             response: ResponseSpec {
                 code: 200,
                 headers: vec![],
                 body: body.into(),
                 proxy: None,
+                ..ResponseSpec::default()
             },
         }
     }
@@ -368,6 +684,160 @@ mod tests {
         assert!(hit(&r, Verb::Get, "/a b").is_none());
         assert!(hit(&r, Verb::Get, "/A%20b").is_none());
         assert!(hit(&r, Verb::Get, "/a%20b/").is_none());
+    }
+
+    fn shapes_list(shapes: &[String]) -> Vec<(String, Group)> {
+        let response = ResponseSpec {
+            code: 200,
+            headers: vec![],
+            body: String::new(),
+            proxy: None,
+            ..ResponseSpec::default()
+        };
+        shapes
+            .iter()
+            .map(|s| {
+                let e = Endpoint {
+                    id: Arc::from(s.as_str()),
+                    action: Action::Respond(Canned::new(&response)),
+                    conditions: None,
+                    template: None,
+                    param_names: Vec::new(),
+                    delay: None,
+                    fault: None,
+                };
+                (s.clone(), Group::from(vec![Arc::new(e)]))
+            })
+            .collect()
+    }
+
+    /// Paths of one to `depth` segments, each one of `segs`.
+    fn all_paths(segs: &[&str], depth: u32) -> Vec<String> {
+        let mut out = Vec::new();
+        for d in 1..=depth {
+            for n in 0..segs.len().pow(d) {
+                let mut path = String::new();
+                for level in 0..d {
+                    path.push('/');
+                    path.push_str(segs[n / segs.len().pow(level) % segs.len()]);
+                }
+                out.push(path);
+            }
+        }
+        out
+    }
+
+    /// Sets of templates out of `a`, `b`, a parameter and a final
+    /// catch-all, cut into buckets of 1, 2 or 3 slashes, answer every
+    /// request as the same templates in one set of trees do.
+    #[test]
+    fn buckets_keep_the_tree_order() {
+        let catalogue: Vec<String> = all_paths(&["a", "b", "{p}", "{*r}"], 3)
+            .iter()
+            .filter(|p| !p.contains("{*r}/"))
+            .map(|p| crate::config::endpoint::normalize_template(p))
+            .collect();
+        let mut requests = all_paths(&["a", "b", "c"], 4);
+        requests.extend(["/".to_string(), String::new(), "/a/".to_string()]);
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let (mut bucketed_sets, mut kept_whole) = (0, 0);
+        for _ in 0..300 {
+            // A random subset, catch-alls last as `compile` ranks them.
+            let mut shapes: Vec<String> = catalogue
+                .iter()
+                .filter(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed % 4 == 0
+                })
+                .cloned()
+                .collect();
+            shapes.sort_by_key(|s| s.contains("{*"));
+            let list = shapes_list(&shapes);
+            let one_set = Templates::build_keyed(&list, 0);
+            for key_slashes in 1..=3 {
+                let t = Templates::build_with(&list, key_slashes);
+                if t.key_slashes == 0 {
+                    kept_whole += 1;
+                } else {
+                    bucketed_sets += 1;
+                }
+                assert_eq!(t.len, one_set.len);
+                for path in &requests {
+                    let want = one_set.lookup(path).map(|e| e.id.to_string());
+                    let got = t.lookup(path).map(|e| e.id.to_string());
+                    assert_eq!(got, want, "{path} in {shapes:?}, {key_slashes} slashes");
+                }
+            }
+        }
+        assert!(bucketed_sets > 100 && kept_whole > 100);
+    }
+
+    /// With conflicting templates, a bucket would search `/a/b/{*p0}`
+    /// before the tree of `/a/{p0}/{*p1}`: such a table is kept whole.
+    #[test]
+    fn conflicting_templates_are_not_bucketed() {
+        let shapes: Vec<String> = ["/a/b/{p0}", "/a/{p0}/{*p1}", "/a/b/{*p0}"]
+            .map(String::from)
+            .into();
+        let list = shapes_list(&shapes);
+        let one_set = Templates::build_keyed(&list, 0);
+        assert_eq!(one_set.rest.len(), 2);
+        let t = Templates::build_with(&list, 3);
+        assert_eq!(t.key_slashes, 0);
+        let id = |t: &Templates| t.lookup("/a/b/c/d").map(|e| e.id.to_string());
+        assert_eq!(id(&t).as_deref(), Some("/a/{p0}/{*p1}"));
+        assert_eq!(id(&t), id(&one_set));
+    }
+
+    #[test]
+    fn many_templates_are_bucketed() {
+        let mut list: Vec<EndpointSpec> = (0..100)
+            .map(|i| {
+                spec(
+                    Verb::Get,
+                    PathSpec::Template(format!("/t{i}/x/{{id}}")),
+                    None,
+                    "",
+                )
+            })
+            .collect();
+        list.push(spec(
+            Verb::Get,
+            PathSpec::Template("/{t}/b/c".into()),
+            None,
+            "",
+        ));
+        list.push(spec(
+            Verb::Get,
+            PathSpec::Template("/a/{x}/c".into()),
+            None,
+            "",
+        ));
+        list.push(spec(
+            Verb::Get,
+            PathSpec::Template("/{t}/{*r}".into()),
+            None,
+            "",
+        ));
+        list.push(spec(
+            Verb::Get,
+            PathSpec::Exact("/t5/x/me".into()),
+            None,
+            "",
+        ));
+        let r = compile(runtime(list));
+        let t = &r.tables[Verb::Get.index()].templates;
+        assert_eq!(t.key_slashes, 2);
+        assert_eq!(r.endpoint_count(), 104);
+        assert_eq!(hit(&r, Verb::Get, "/t5/x/7").as_deref(), Some("6"));
+        assert_eq!(hit(&r, Verb::Get, "/t5/x/me").as_deref(), Some("104"));
+        assert_eq!(hit(&r, Verb::Get, "/a/b/c").as_deref(), Some("102"));
+        assert_eq!(hit(&r, Verb::Get, "/q/b/c").as_deref(), Some("101"));
+        assert_eq!(hit(&r, Verb::Get, "/a/b/d").as_deref(), Some("103"));
+        assert_eq!(hit(&r, Verb::Get, "/t5/y/7").as_deref(), Some("103"));
+        assert_eq!(hit(&r, Verb::Get, "/t5"), None);
     }
 
     #[test]

@@ -232,6 +232,7 @@ fn decode(id: u64, text: &str) -> Result<EndpointSpec, StoreError> {
     let ctx = SchemaContext {
         reserve_admin_path: false,
         upstreams: &upstreams,
+        files: None,
     };
     let mut diags = Diags::lenient();
     decode_full(&Node::from_json(attrs), &ctx, &mut diags, &[]).ok_or_else(|| {
@@ -246,7 +247,7 @@ fn conflict(
     spec: &EndpointSpec,
     except: Option<u64>,
 ) -> Result<Option<u64>, Failure> {
-    let key = (spec.verb, spec.path.route_key());
+    let key = spec.conflict_key();
     for entry in table.iter()? {
         let (id, value) = entry?;
         let id = id.value();
@@ -254,7 +255,7 @@ fn conflict(
             continue;
         }
         let other = decode(id, value.value())?;
-        if (other.verb, other.path.route_key()) == key {
+        if other.conflict_key() == key {
             return Ok(Some(id));
         }
     }
@@ -377,11 +378,13 @@ mod tests {
             verb,
             path,
             priority: None,
+            conditions: None,
             response: ResponseSpec {
                 code: 200,
                 headers: vec![("Content-Type".into(), "text/plain".into())],
                 body: body.to_string(),
                 proxy: None,
+                ..ResponseSpec::default()
             },
         }
     }

@@ -56,12 +56,8 @@ impl Store for MemoryStore {
 
     async fn create(&self, e: &RuntimeEndpoint) -> Result<(), StoreError> {
         let mut s = self.state();
-        let key = (e.spec.verb, e.spec.path.route_key());
-        if let Some((id, _)) = s
-            .endpoints
-            .iter()
-            .find(|(_, x)| (x.verb, x.path.route_key()) == key)
-        {
+        let key = e.spec.conflict_key();
+        if let Some((id, _)) = s.endpoints.iter().find(|(_, x)| x.conflict_key() == key) {
             return Err(StoreError::Conflict(*id));
         }
         s.last_id = s.last_id.max(e.id);

@@ -48,7 +48,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use super::{Store, StoreError};
 use crate::config::doc::{Diags, Node};
-use crate::config::endpoint::{decode_full, RouteKey, SchemaContext};
+use crate::config::endpoint::{decode_full, SchemaContext};
 use crate::config::EndpointSpec;
 use crate::router::RuntimeEndpoint;
 
@@ -218,6 +218,8 @@ impl Resync {
 }
 
 /// One change, as a script returns it or the channel carries it.
+// Short-lived, on the stack: boxing would cost an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Change {
     /// `None`: a record this version cannot read (skipped, as a resync would).
     Put(u64, Option<EndpointSpec>),
@@ -718,14 +720,9 @@ fn parse_message(s: &str) -> Option<(&str, u64, Change)> {
     Some((epoch, revision, change))
 }
 
-/// The key under which two endpoints conflict: verb and `PathSpec::route_key`.
+/// The key under which two endpoints conflict (`EndpointSpec::conflict_key`).
 fn route_key(spec: &EndpointSpec) -> String {
-    let (kind, path) = match spec.path.route_key() {
-        RouteKey::Exact(p) => ("exact", p),
-        RouteKey::Template(p) => ("template", p),
-        RouteKey::Regex(p) => ("regex", p),
-    };
-    format!("{} {kind} {path}", spec.verb.as_str())
+    spec.conflict_key()
 }
 
 /// Reads a stored endpoint; logs and skips one this version cannot read.
@@ -749,6 +746,7 @@ fn decode(id: u64, json: &str) -> Option<EndpointSpec> {
     let ctx = SchemaContext {
         reserve_admin_path: false,
         upstreams: &upstreams,
+        files: None,
     };
     let mut diags = Diags::lenient();
     let spec = decode_full(&Node::from_json(&value), &ctx, &mut diags, &[]);
@@ -843,11 +841,13 @@ mod tests {
             verb: Verb::Get,
             path,
             priority: Some(3),
+            conditions: None,
             response: ResponseSpec {
                 code: 201,
                 headers: vec![("X-A".into(), "1".into())],
                 body: "hi there".into(),
                 proxy: None,
+                ..ResponseSpec::default()
             },
         }
     }
