@@ -266,7 +266,7 @@ variable "redis_engine_version" {
 # ---------------------------------------------------------------- secrets
 
 variable "admin_token_secret_arn" {
-  description = "ARN of an existing Secrets Manager secret whose string is the admin token. Empty: a secret with a random 48-character token is created."
+  description = "ARN of an existing Secrets Manager secret whose string is the admin token, encrypted with the AWS managed key aws/secretsmanager or this stack's key (the execution role may decrypt no other). Empty: a secret with a random 48-character token is created."
   type        = string
   default     = ""
 }
