@@ -10,6 +10,7 @@ pub mod admin;
 pub mod config;
 pub mod emf;
 pub mod healthcheck;
+pub mod journal;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;

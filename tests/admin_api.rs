@@ -400,7 +400,8 @@ async fn create_answers_201_with_location_and_the_stored_resource() {
             "verb": "GET", "path": "/hello", "response": {
                 "code": 200,
                 "headers": {"Content-Type": "application/json", "X-CamelCase-Name": "v"},
-                "body": "{ \"message\": \"Hello, world\" }"}}}})
+                "body": "{ \"message\": \"Hello, world\" }"}},
+            "meta": {"hits": 0}}})
     );
     let served = call(&gw, Method::GET, "/hello").await;
     assert_eq!(served.status, 200);
@@ -451,7 +452,8 @@ async fn patch_answers_200_with_the_state_after_the_update() {
 
     let expected = json!({"data": {"type": "endpoints", "id": id, "attributes": {
         "verb": "POST", "path": "/hello",
-        "response": {"code": 201, "headers": {}, "body": "created"}}}});
+        "response": {"code": 201, "headers": {}, "body": "created"}},
+        "meta": {"hits": 0}}});
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type").as_deref(), Some(JSONAPI));
     assert_eq!(r.json(), expected);

@@ -4,6 +4,7 @@
 
 mod errors;
 pub mod export;
+pub mod journal;
 pub mod status;
 
 use std::sync::Arc;
@@ -66,7 +67,7 @@ impl Reply {
         self
     }
 
-    fn no_content() -> Reply {
+    pub fn no_content() -> Reply {
         Reply {
             status: 204,
             headers: Vec::new(),
@@ -197,6 +198,24 @@ pub fn page_not_found(path: &str) -> Reply {
     ))
 }
 
+/// The Echo 404 with the nearest misses in its `meta` (opt-in).
+pub fn page_not_found_explained(path: &str, misses: &[crate::router::NearMiss]) -> Reply {
+    let list: Vec<Value> = misses
+        .iter()
+        .map(|m| json!({"endpoint": m.endpoint, "reason": m.reason}))
+        .collect();
+    let doc = json!({
+        "errors": [{
+            "status": "404",
+            "code": "not_found",
+            "title": "Not found",
+            "detail": format!("Requested page `{path}` does not exist"),
+        }],
+        "meta": {"near_misses": list},
+    });
+    Reply::document(404, &doc)
+}
+
 fn endpoint_not_found(id: &str) -> Reply {
     Reply::error(ErrorObject::new(
         404,
@@ -239,6 +258,13 @@ fn runtime_resource(e: &RuntimeEndpoint) -> Value {
     json!({"type": "endpoints", "id": e.id.to_string(), "attributes": e.spec.attributes_json()})
 }
 
+/// Adds the endpoint's hit count as JSON:API `meta`.
+fn with_hits(gw: &Gateway, mut resource: Value) -> Value {
+    let hits = resource["id"].as_str().map_or(0, |id| gw.hits.get(id));
+    resource["meta"] = json!({ "hits": hits });
+    resource
+}
+
 fn list(gw: &Gateway) -> Reply {
     let router = gw.current();
     let data: Vec<Value> = router
@@ -247,6 +273,7 @@ fn list(gw: &Gateway) -> Reply {
         .iter()
         .map(file_resource)
         .chain(router.layers.runtime.iter().map(runtime_resource))
+        .map(|r| with_hits(gw, r))
         .collect();
     Reply::document(200, &json!({ "data": data }))
 }
@@ -265,7 +292,7 @@ fn find(router: &Router, id: &str) -> Option<Value> {
 
 fn get(gw: &Gateway, id: &str) -> Reply {
     match find(&gw.current(), id) {
-        Some(r) => Reply::document(200, &json!({ "data": r })),
+        Some(r) => Reply::document(200, &json!({ "data": with_hits(gw, r) })),
         None => endpoint_not_found(id),
     }
 }
@@ -463,7 +490,10 @@ async fn create(gw: &Gateway, body: &[u8], info: &RequestInfo<'_>) -> Reply {
     };
     match gw.create(spec).await {
         Ok(created) => {
-            let mut reply = Reply::document(201, &json!({ "data": runtime_resource(&created) }));
+            let mut reply = Reply::document(
+                201,
+                &json!({ "data": with_hits(gw, runtime_resource(&created)) }),
+            );
             if let PathSpec::Exact(p) = &created.spec.path {
                 reply = reply.with_header("Location", format!("{}{p}", public_base(gw, info)));
             }
@@ -547,11 +577,17 @@ async fn patch(gw: &Gateway, id: &str, body: &[u8]) -> Reply {
     }
     let merged = apply_partial(&existing.spec, partial);
     if merged == existing.spec {
-        return Reply::document(200, &json!({ "data": runtime_resource(existing) }));
+        return Reply::document(
+            200,
+            &json!({ "data": with_hits(gw, runtime_resource(existing)) }),
+        );
     }
     drop(router);
     match gw.update(id, merged).await {
-        Ok(updated) => Reply::document(200, &json!({ "data": runtime_resource(&updated) })),
+        Ok(updated) => Reply::document(
+            200,
+            &json!({ "data": with_hits(gw, runtime_resource(&updated)) }),
+        ),
         Err(e) => write_error(e),
     }
 }

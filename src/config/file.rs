@@ -97,10 +97,12 @@ const TOP_KEYS: &[&str] = &[
     "admin",
     "store",
     "metrics",
+    "journal",
     "upstreams",
     "fallback",
     "endpoints",
 ];
+const JOURNAL_KEYS: &[&str] = &["enabled", "capacity", "max_body_bytes", "explain_404"];
 const METRICS_KEYS: &[&str] = &["emf", "service_name", "emf_interval_secs"];
 const STORE_KEYS: &[&str] = &["kind", "path", "url", "prefix", "check_interval_ms"];
 const SERVER_KEYS: &[&str] = &[
@@ -252,6 +254,7 @@ pub fn load_with(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, Con
             ("admin", "admin"),
             ("store", "store"),
             ("metrics", "metrics"),
+            ("journal", "journal"),
             ("fallback", "fallback"),
         ] {
             if let Some(n) = root.get(key) {
@@ -270,6 +273,7 @@ pub fn load_with(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, Con
                     "admin" => decode_admin(n, &mut cfg, &mut d),
                     "store" => decode_store(n, &mut cfg, &mut d),
                     "metrics" => decode_metrics(n, &mut cfg, &mut d),
+                    "journal" => decode_journal(n, &mut cfg, &mut d),
                     _ => decode_fallback(n, &mut cfg, &mut d),
                 }
             }
@@ -675,6 +679,34 @@ fn decode_store(n: &Node, cfg: &mut Config, d: &mut Diags) {
             }
         }
     };
+}
+
+fn decode_journal(n: &Node, cfg: &mut Config, d: &mut Diags) {
+    let Some(t) = d.table(n, "[journal]") else {
+        return;
+    };
+    d.unknown_keys(t, "[journal]", JOURNAL_KEYS);
+    let j = &mut cfg.journal;
+    if let Some(x) = t.get("enabled") {
+        if let Some(b) = d.boolean(x, "journal.enabled") {
+            j.enabled = b;
+        }
+    }
+    if let Some(x) = t.get("capacity") {
+        if let Some(v) = d.int_in::<usize>(x, "journal.capacity", 1, 1_000_000) {
+            j.capacity = v;
+        }
+    }
+    if let Some(x) = t.get("max_body_bytes") {
+        if let Some(v) = d.int_in::<usize>(x, "journal.max_body_bytes", 0, 1 << 20) {
+            j.max_body_bytes = v;
+        }
+    }
+    if let Some(x) = t.get("explain_404") {
+        if let Some(b) = d.boolean(x, "journal.explain_404") {
+            j.explain_404 = b;
+        }
+    }
 }
 
 fn decode_metrics(n: &Node, cfg: &mut Config, d: &mut Diags) {

@@ -41,10 +41,34 @@ pub struct Config {
     pub store: StoreConfig,
     /// The CloudWatch EMF request metric, when enabled.
     pub emf: Option<EmfConfig>,
+    pub journal: JournalConfig,
     /// The files the configuration was read from.
     pub files: Vec<PathBuf>,
     /// SHA-256 over the files' names and contents, to tell configs apart.
     pub digest: String,
+}
+
+/// The request journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalConfig {
+    pub enabled: bool,
+    /// Requests kept; the oldest go first.
+    pub capacity: usize,
+    /// Bytes of each request body kept.
+    pub max_body_bytes: usize,
+    /// Put the nearest misses in the `meta` of every 404 body.
+    pub explain_404: bool,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            enabled: true,
+            capacity: 1000,
+            max_body_bytes: 4096,
+            explain_404: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +206,7 @@ impl Default for Config {
                 path: PathBuf::from(DEFAULT_DATA_PATH),
             },
             emf: None,
+            journal: JournalConfig::default(),
             files: Vec::new(),
             digest: String::new(),
         }

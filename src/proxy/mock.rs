@@ -162,7 +162,6 @@ pub async fn read_match_body(session: &mut Session, limit: usize) -> Result<Body
 
 /// Writes a response from an endpoint, after its delay, with its fault.
 pub async fn respond(session: &mut Session, r: Response, head: bool) -> Result<()> {
-    session.as_downstream_mut().drain_request_body().await?;
     if let Some(d) = r.delay {
         tokio::time::sleep(d).await;
     }

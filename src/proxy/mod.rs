@@ -20,6 +20,7 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::admin::{self, Reply, RequestInfo};
 use crate::config::Upstream;
+use crate::journal::{Entry, Outcome};
 use crate::router::matcher::{Body, Facts};
 use crate::router::{Gateway, Lookup};
 
@@ -39,6 +40,8 @@ pub struct EchoProxy {
     role: Role,
     keepalive_secs: u64,
     match_body_limit: usize,
+    journal_body_limit: usize,
+    explain_404: bool,
 }
 
 /// Per-request state: where a pass-through goes.
@@ -47,17 +50,78 @@ pub struct Ctx {
     upstream: Option<Arc<Upstream>>,
     /// The endpoint injects a fault: end the connection without an answer.
     fault: bool,
+    /// What the journal will keep of this request.
+    record: Option<Record>,
+}
+
+/// A journal entry in the making.
+struct Record {
+    endpoint: Option<Arc<str>>,
+    outcome: Outcome,
+    body: BytesMut,
+    body_len: u64,
+    /// The whole body was seen (read for matching); nothing more to take.
+    body_done: bool,
+}
+
+impl Record {
+    fn new(endpoint: Option<Arc<str>>, outcome: Outcome) -> Record {
+        Record {
+            endpoint,
+            outcome,
+            body: BytesMut::new(),
+            body_len: 0,
+            body_done: false,
+        }
+    }
+
+    fn take(&mut self, chunk: &[u8], limit: usize) {
+        self.body_len += chunk.len() as u64;
+        let room = limit.saturating_sub(self.body.len());
+        self.body.extend_from_slice(&chunk[..room.min(chunk.len())]);
+    }
+
+    fn into_entry(self, req: &pingora::http::RequestHeader, status: u16) -> Entry {
+        Entry {
+            seq: 0,
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            method: req.method.to_string(),
+            path: req.uri.path().to_string(),
+            query: req.uri.query().map(str::to_string),
+            headers: req
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body: self.body.freeze(),
+            body_len: Some(self.body_len),
+            endpoint: self.endpoint,
+            outcome: self.outcome,
+            status,
+        }
+    }
 }
 
 impl EchoProxy {
     pub fn new(gw: Arc<Gateway>, role: Role) -> EchoProxy {
         let keepalive_secs = gw.config().server.keepalive_timeout.as_secs();
         let match_body_limit = gw.config().server.match_body_limit;
+        let journal_body_limit = gw.config().journal.max_body_bytes;
+        let explain_404 = gw.config().journal.explain_404;
         EchoProxy {
             gw,
             role,
             keepalive_secs,
             match_body_limit,
+            journal_body_limit,
+            explain_404,
         }
     }
 
@@ -125,19 +189,37 @@ impl EchoProxy {
         }
         let router = self.gw.current();
         match router.find(&req.method, path, &facts) {
-            Lookup::Hit(e, params) => match mock::answer(e, params, req, &facts) {
-                mock::Answer::Respond(r) => Next::Respond(r),
-                mock::Answer::Proxy(u) => Next::Proxy(u),
-            },
+            Lookup::Hit(e, params) => {
+                e.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                match mock::answer(e, params, req, &facts) {
+                    mock::Answer::Respond(r) => Next::Respond(r, e.id.clone()),
+                    mock::Answer::Proxy(u) => Next::Proxy(u, Some(e.id.clone())),
+                }
+            }
             Lookup::NeedBody if !body_known => Next::ReadBody,
             Lookup::NeedBody | Lookup::Miss => {
                 match (Internal::of(&req.method, path), &router.fallback) {
                     (Some(h), _) => Next::Internal(h),
-                    (None, Some(u)) => Next::Proxy(u.clone()),
+                    (None, Some(u)) => Next::Proxy(u.clone(), None),
+                    (None, None) if self.explain_404 => {
+                        let misses = router.explain(&req.method, path, &facts);
+                        Next::NotFound(admin::page_not_found_explained(path, &misses))
+                    }
                     (None, None) => Next::NotFound(admin::page_not_found(path)),
                 }
             }
         }
+    }
+
+    /// Reads the rest of the request body, keeping what the journal keeps.
+    async fn consume_body(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        let Some(record) = ctx.record.as_mut() else {
+            return session.as_downstream_mut().drain_request_body().await;
+        };
+        while let Some(chunk) = session.read_request_body().await? {
+            record.take(&chunk, self.journal_body_limit);
+        }
+        Ok(())
     }
 
     fn admin_shared(&self) -> bool {
@@ -208,6 +290,19 @@ impl EchoProxy {
                 "application/toml",
                 admin::export::runtime_toml(&self.gw.current().layers.runtime),
             ),
+            Internal::Requests(count) => {
+                let req = session.req_header();
+                let (status, doc) =
+                    admin::journal::handle(&self.gw, &req.method, count, req.uri.query());
+                session.as_downstream_mut().drain_request_body().await?;
+                if status == 204 {
+                    let reply = Reply::no_content();
+                    return write_reply(session, reply, head).await;
+                }
+                let body = doc.to_string();
+                let header = json_header(status, admin::JSONAPI, body.len(), &[]);
+                return write(session, header, Bytes::from(body), head).await;
+            }
         };
         session.as_downstream_mut().drain_request_body().await?;
         let header = json_header(status, content_type, body.len(), &[]);
@@ -219,8 +314,9 @@ impl EchoProxy {
 // Short-lived, on the stack: boxing would cost an allocation for nothing.
 #[allow(clippy::large_enum_variant)]
 enum Next {
-    Respond(mock::Response),
-    Proxy(Arc<Upstream>),
+    Respond(mock::Response, Arc<str>),
+    /// With the endpoint that passes it on (`None`: the fallback).
+    Proxy(Arc<Upstream>, Option<Arc<str>>),
     Internal(Internal),
     NotFound(Reply),
     /// An endpoint's body conditions need the body.
@@ -236,10 +332,17 @@ enum Internal {
     Metrics,
     Status,
     Export,
+    /// The request journal; `true`: only the count.
+    Requests(bool),
 }
 
 impl Internal {
     fn of(method: &Method, path: &str) -> Option<Internal> {
+        match path {
+            "/_echo/requests" => return Some(Internal::Requests(false)),
+            "/_echo/requests/count" => return Some(Internal::Requests(true)),
+            _ => {}
+        }
         if method != Method::GET && method != Method::HEAD {
             return None;
         }
@@ -255,7 +358,10 @@ impl Internal {
 
     /// Status and export describe the config: they need the admin token.
     fn needs_token(self) -> bool {
-        matches!(self, Internal::Status | Internal::Export)
+        matches!(
+            self,
+            Internal::Status | Internal::Export | Internal::Requests(_)
+        )
     }
 }
 
@@ -287,20 +393,41 @@ impl ProxyHttp for EchoProxy {
 
         // Decide while the request is borrowed; answer after.
         let mut next = self.decide(session, None);
+        let mut read = None;
         if matches!(next, Next::ReadBody) {
             let body = mock::read_match_body(session, self.match_body_limit).await?;
+            read = Some(body.clone());
             next = self.decide(session, Some(body));
         }
+        let journaled = self.gw.journal.is_some() && !matches!(next, Next::Internal(_));
+        if journaled {
+            let (endpoint, outcome) = match &next {
+                Next::Respond(_, id) => (Some(id.clone()), Outcome::Mocked),
+                Next::Proxy(_, id) => (id.clone(), Outcome::Proxied),
+                _ => (None, Outcome::Unmatched),
+            };
+            let mut record = Record::new(endpoint, outcome);
+            match read {
+                Some(Body::Read(b)) => {
+                    record.take(&b, self.journal_body_limit);
+                    record.body_done = true;
+                }
+                Some(Body::TooLarge) => record.body_done = false,
+                _ => {}
+            }
+            ctx.record = Some(record);
+        }
         match next {
-            Next::Respond(r) => {
+            Next::Respond(r, _) => {
                 self.gw.metrics.requests_mocked.inc();
                 if r.fault.is_some() {
                     ctx.fault = true;
                 }
+                self.consume_body(session, ctx).await?;
                 mock::respond(session, r, head).await?;
                 Ok(true)
             }
-            Next::Proxy(u) => {
+            Next::Proxy(u, _) => {
                 self.gw.metrics.requests_proxied.inc();
                 ctx.upstream = Some(u);
                 Ok(false)
@@ -312,13 +439,40 @@ impl ProxyHttp for EchoProxy {
             }
             Next::NotFound(reply) => {
                 self.gw.metrics.requests_other.inc();
-                session.as_downstream_mut().drain_request_body().await?;
+                self.consume_body(session, ctx).await?;
                 write_reply(session, reply, head).await?;
                 Ok(true)
             }
             // `decide` with a body never asks for it again.
             Next::ReadBody => Ok(false),
         }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let (Some(record), Some(chunk)) = (ctx.record.as_mut(), body.as_ref()) {
+            if !record.body_done {
+                record.take(chunk, self.journal_body_limit);
+            }
+        }
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let (Some(journal), Some(record)) = (self.gw.journal.as_ref(), ctx.record.take()) else {
+            return;
+        };
+        let req = session.req_header();
+        let status = session
+            .as_downstream()
+            .response_written()
+            .map_or(0, |h| h.status.as_u16());
+        journal.record(record.into_entry(req, status));
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {

@@ -9,8 +9,9 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
-use super::{CompileError, Layers, Router, RuntimeEndpoint};
+use super::{CompileError, HitCounters, Layers, Router, RuntimeEndpoint};
 use crate::config::{Config, ConfigError, EndpointSpec, Upstream};
+use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
@@ -53,6 +54,10 @@ pub struct Gateway {
     write_lock: tokio::sync::Mutex<()>,
     status: Mutex<ReloadStatus>,
     pub metrics: Metrics,
+    /// Requests each endpoint answered.
+    pub hits: HitCounters,
+    /// Recent requests on the mock listener, when the journal is on.
+    pub journal: Option<Journal>,
 }
 
 /// The named upstreams of a config, shared by the routers built from it.
@@ -88,7 +93,8 @@ impl Gateway {
             files: Arc::new(config.endpoints.clone()),
             runtime: Arc::new(runtime),
         };
-        let (router, skipped) = Router::compile(layers, upstreams, fallback, 1);
+        let hits = HitCounters::default();
+        let (router, skipped) = Router::compile_counted(layers, upstreams, fallback, 1, &hits);
         log_skipped(&skipped);
         let metrics = Metrics::new();
         metrics.observe_router(&router);
@@ -103,7 +109,13 @@ impl Gateway {
                 .map(|f| f.display().to_string())
                 .collect(),
         };
+        let journal = config
+            .journal
+            .enabled
+            .then(|| Journal::new(config.journal.capacity, config.journal.max_body_bytes));
         Ok(Gateway {
+            hits,
+            journal,
             router: ArcSwap::from_pointee(router),
             store,
             config: Arc::new(config),
@@ -141,6 +153,7 @@ impl Gateway {
     /// Compiles new layers on top of `base`; refuses when the endpoint
     /// `written` would not be served.
     fn build(
+        hits: &HitCounters,
         base: &Router,
         files: Arc<Vec<crate::config::FileEndpoint>>,
         runtime: Vec<RuntimeEndpoint>,
@@ -152,7 +165,8 @@ impl Gateway {
             files,
             runtime: Arc::new(runtime),
         };
-        let (router, skipped) = Router::compile(layers, upstreams, fallback, base.generation + 1);
+        let (router, skipped) =
+            Router::compile_counted(layers, upstreams, fallback, base.generation + 1, hits);
         if let Some(id) = written {
             let id = id.to_string();
             let mine: Vec<CompileError> = skipped.iter().filter(|e| e.id == id).cloned().collect();
@@ -172,6 +186,7 @@ impl Gateway {
         written: Option<u64>,
     ) -> Result<Router, WriteError> {
         Self::build(
+            &self.hits,
             base,
             base.layers.files.clone(),
             runtime,
@@ -183,6 +198,14 @@ impl Gateway {
 
     fn swap(&self, router: Router) {
         self.metrics.observe_router(&router);
+        let live: std::collections::HashSet<String> = router
+            .layers
+            .files
+            .iter()
+            .map(|f| f.id.clone())
+            .chain(router.layers.runtime.iter().map(|e| e.id.to_string()))
+            .collect();
+        self.hits.retain(&live);
         self.router.store(Arc::new(router));
     }
 
@@ -311,6 +334,7 @@ impl Gateway {
         let (upstreams, fallback) = upstream_table(&config);
         let runtime = current.layers.runtime.as_ref().clone();
         if let Ok(router) = Self::build(
+            &self.hits,
             &current,
             Arc::new(config.endpoints.clone()),
             runtime,

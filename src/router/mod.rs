@@ -9,10 +9,12 @@
 //! endpoint shadows the file endpoint with the same verb and route.
 
 mod canned;
+mod explain;
 mod holder;
 pub mod matcher;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -23,6 +25,7 @@ use crate::template::BodyTemplate;
 use matcher::{Body, Conditions, Facts};
 
 pub use canned::Canned;
+pub use explain::NearMiss;
 pub use holder::{Gateway, WriteError};
 
 /// An endpoint created through the admin API (the runtime layer).
@@ -55,6 +58,8 @@ pub struct Endpoint {
     pub param_names: Vec<String>,
     pub delay: Option<Delay>,
     pub fault: Option<Fault>,
+    /// Requests this endpoint answered.
+    pub hits: Arc<AtomicU64>,
 }
 
 /// Whether an endpoint answers a request.
@@ -196,6 +201,17 @@ impl Templates {
         t
     }
 
+    /// Every route of every tree that matches `path` (for explanations).
+    fn all_matches<'a>(&'a self, path: &str) -> Vec<&'a Group> {
+        let bucket = bucket_key(path, self.key_slashes).and_then(|k| self.buckets.get(k));
+        bucket
+            .into_iter()
+            .flatten()
+            .chain(self.rest.iter())
+            .filter_map(|tree| tree.at(path).ok().map(|m| m.value))
+            .collect()
+    }
+
     /// The first endpoint that accepts the request, tree by tree.
     #[inline]
     fn find<'a>(&'a self, path: &str, facts: &Facts<'_>) -> Lookup<'a> {
@@ -326,6 +342,23 @@ impl Router {
         fallback: Option<Arc<Upstream>>,
         generation: u64,
     ) -> (Router, Vec<CompileError>) {
+        Router::compile_counted(
+            layers,
+            upstreams,
+            fallback,
+            generation,
+            &HitCounters::default(),
+        )
+    }
+
+    /// `compile`, with the hit counters that outlive each router.
+    pub fn compile_counted(
+        layers: Layers,
+        upstreams: Arc<HashMap<String, Arc<Upstream>>>,
+        fallback: Option<Arc<Upstream>>,
+        generation: u64,
+        hits: &HitCounters,
+    ) -> (Router, Vec<CompileError>) {
         let runtime_keys: HashSet<String> = layers
             .runtime
             .iter()
@@ -364,7 +397,7 @@ impl Router {
         let mut shape_at: [HashMap<String, usize>; 9] = Default::default();
         let mut tables: [MethodTable; 9] = Default::default();
         for e in entries {
-            let endpoint = match compile_endpoint(&e, &upstreams) {
+            let endpoint = match compile_endpoint(&e, &upstreams, hits.counter(&e.id)) {
                 Ok(x) => Arc::new(x),
                 Err(message) => {
                     errors.push(CompileError {
@@ -500,6 +533,7 @@ fn insert_template(trees: &mut Vec<matchit::Router<Group>>, shape: &str, endpoin
 fn compile_endpoint(
     e: &Entry<'_>,
     upstreams: &HashMap<String, Arc<Upstream>>,
+    hits: Arc<AtomicU64>,
 ) -> Result<Endpoint, String> {
     let r = &e.spec.response;
     let action = match &r.proxy {
@@ -528,7 +562,41 @@ fn compile_endpoint(
         param_names,
         delay: r.delay,
         fault: r.fault,
+        hits,
     })
+}
+
+/// Requests each endpoint answered, by endpoint id; kept across routers.
+#[derive(Debug, Default)]
+pub struct HitCounters(std::sync::Mutex<HashMap<String, Arc<AtomicU64>>>);
+
+impl HitCounters {
+    /// The counter of endpoint `id` (a new one for a new endpoint).
+    pub fn counter(&self, id: &str) -> Arc<AtomicU64> {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(id.to_string()).or_default().clone()
+    }
+
+    pub fn get(&self, id: &str) -> u64 {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(id)
+            .map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Forgets the counters of endpoints that no longer exist.
+    pub fn retain(&self, live: &HashSet<String>) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.retain(|id, _| live.contains(id));
+    }
 }
 
 /// The body of the Echo 404 for a path (spec 3.7, A26).
@@ -705,6 +773,7 @@ mod tests {
                     param_names: Vec::new(),
                     delay: None,
                     fault: None,
+                    hits: Arc::default(),
                 };
                 (s.clone(), Group::from(vec![Arc::new(e)]))
             })
