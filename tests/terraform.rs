@@ -999,6 +999,15 @@ fn dockerfile_matches_what_the_task_definition_expects() {
         volume.contains(&format!("\"{data_dir}\"")) && volume.contains("\"/tmp\""),
         "the Dockerfile's VOLUME must list {data_dir} and /tmp, the task's mount points"
     );
+    let first_build = dockerfile
+        .find("cargo build")
+        .expect("the Dockerfile runs cargo build");
+    assert!(
+        dockerfile
+            .find("COPY benches")
+            .is_some_and(|i| i < first_build),
+        "the dependency layer's cargo build needs every [[bench]] file Cargo.toml declares: COPY benches before it"
+    );
     assert!(
         dockerfile.contains("ENTRYPOINT [\"echo-gateway\"]"),
         "exec-form ENTRYPOINT"
