@@ -65,7 +65,10 @@ fn router() -> Router {
     let runtime = specs
         .into_iter()
         .enumerate()
-        .map(|(i, spec)| RuntimeEndpoint { id: i as u64 + 1, spec })
+        .map(|(i, spec)| RuntimeEndpoint {
+            id: i as u64 + 1,
+            spec,
+        })
         .collect();
     let layers = Layers {
         files: Arc::new(vec![]),
@@ -79,7 +82,9 @@ fn bench(c: &mut Criterion) {
     let get = http::Method::GET;
     let post = http::Method::POST;
     let no_headers = http::HeaderMap::new();
-    let paths: Vec<String> = (0..1024).map(|i| format!("/api/v1/items/{}", (i * 7919) % 10_000)).collect();
+    let paths: Vec<String> = (0..1024)
+        .map(|i| format!("/api/v1/items/{}", (i * 7919) % 10_000))
+        .collect();
 
     let mut g = c.benchmark_group("find");
     let mut i = 0;
@@ -93,8 +98,12 @@ fn bench(c: &mut Criterion) {
 
     let mut headers = http::HeaderMap::new();
     headers.insert("x-tenant", http::HeaderValue::from_static("acme"));
-    headers.insert("content-type", http::HeaderValue::from_static("application/json"));
-    let body = Bytes::from_static(br#"{"customer": {"tier": "vip", "name": "Ann"}, "lines": [1, 2, 3]}"#);
+    headers.insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
+    let body =
+        Bytes::from_static(br#"{"customer": {"tier": "vip", "name": "Ann"}, "lines": [1, 2, 3]}"#);
     g.bench_function("three_conditions", |b| {
         b.iter(|| {
             let mut facts = Facts::new(Some("mode=fast&page=2"), &headers);
@@ -117,7 +126,9 @@ fn bench(c: &mut Criterion) {
     view.query.insert("mode".into(), "fast".into());
     view.headers.insert("x-tenant".into(), "acme".into());
     view.json = Some(serde_json::json!({"customer": {"tier": "vip", "name": "Ann"}}));
-    c.bench_function("render/template", |b| b.iter(|| t.render(black_box(&view)).map(|s| s.len())));
+    c.bench_function("render/template", |b| {
+        b.iter(|| t.render(black_box(&view)).map(|s| s.len()))
+    });
 }
 
 criterion_group!(benches, bench);

@@ -93,8 +93,35 @@ impl Endpoint {
     }
 }
 
-/// Endpoints on one route, best first (priority, then age).
-type Group = Arc<[Arc<Endpoint>]>;
+/// Endpoints on one route, best first (priority, then age). The first is
+/// kept inline: a plain route has one endpoint, reached in one step.
+#[derive(Clone)]
+struct Group {
+    first: Arc<Endpoint>,
+    rest: Arc<[Arc<Endpoint>]>,
+}
+
+impl Group {
+    /// `None` for an empty list.
+    fn new(mut list: Vec<Arc<Endpoint>>) -> Option<Group> {
+        if list.is_empty() {
+            return None;
+        }
+        let first = list.remove(0);
+        Some(Group {
+            first,
+            rest: Arc::from(list),
+        })
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Arc<Endpoint>> {
+        std::iter::once(&self.first).chain(self.rest.iter())
+    }
+
+    fn len(&self) -> usize {
+        1 + self.rest.len()
+    }
+}
 
 /// The result of looking a request up.
 pub enum Lookup<'r> {
@@ -113,8 +140,11 @@ enum Pick<'r> {
 }
 
 #[inline]
-fn pick<'r>(group: &'r [Arc<Endpoint>], facts: &Facts<'_>) -> Pick<'r> {
-    for e in group {
+fn pick<'r>(group: &'r Group, facts: &Facts<'_>) -> Pick<'r> {
+    if group.rest.is_empty() {
+        return pick_one(&group.first, facts);
+    }
+    for e in group.iter() {
         match e.accepts(facts) {
             Accept::Yes => return Pick::Hit(e),
             Accept::NeedBody => return Pick::NeedBody,
@@ -122,6 +152,15 @@ fn pick<'r>(group: &'r [Arc<Endpoint>], facts: &Facts<'_>) -> Pick<'r> {
         }
     }
     Pick::None
+}
+
+#[inline]
+fn pick_one<'r>(e: &'r Endpoint, facts: &Facts<'_>) -> Pick<'r> {
+    match e.accepts(facts) {
+        Accept::Yes => Pick::Hit(e),
+        Accept::NeedBody => Pick::NeedBody,
+        Accept::No => Pick::None,
+    }
 }
 
 #[derive(Default)]
@@ -435,11 +474,11 @@ impl Router {
         for ((table, exact), shapes) in tables.iter_mut().zip(exact).zip(shapes) {
             table.exact = exact
                 .into_iter()
-                .map(|(k, g)| (k, Group::from(g)))
+                .filter_map(|(k, g)| Some((k, Group::new(g)?)))
                 .collect();
             let list: Vec<(String, Group)> = shapes
                 .into_iter()
-                .map(|(s, g)| (s, Group::from(g)))
+                .filter_map(|(s, g)| Some((s, Group::new(g)?)))
                 .collect();
             table.templates = Templates::build(&list);
         }
@@ -479,7 +518,7 @@ impl Router {
         for t in tables.iter().flatten() {
             for (re, e) in &t.regexes {
                 if re.is_match(path) {
-                    match pick(std::slice::from_ref(e), facts) {
+                    match pick_one(e, facts) {
                         Pick::Hit(e) => return Lookup::Hit(e, Vec::new()),
                         Pick::NeedBody => return Lookup::NeedBody,
                         Pick::None => {}
@@ -775,7 +814,10 @@ mod tests {
                     fault: None,
                     hits: Arc::default(),
                 };
-                (s.clone(), Group::from(vec![Arc::new(e)]))
+                (
+                    s.clone(),
+                    Group::new(vec![Arc::new(e)]).expect("one endpoint"),
+                )
             })
             .collect()
     }
