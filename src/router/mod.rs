@@ -93,12 +93,15 @@ impl Endpoint {
     }
 }
 
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Endpoints on one route, best first (priority, then age). The first is
 /// kept inline: a plain route has one endpoint, reached in one step.
 #[derive(Clone)]
 struct Group {
     first: Arc<Endpoint>,
-    rest: Arc<[Arc<Endpoint>]>,
+    /// `None` for a plain route, which keeps the table's entries small.
+    rest: Option<Arc<Vec<Arc<Endpoint>>>>,
 }
 
 impl Group {
@@ -108,18 +111,16 @@ impl Group {
             return None;
         }
         let first = list.remove(0);
-        Some(Group {
-            first,
-            rest: Arc::from(list),
-        })
+        let rest = (!list.is_empty()).then(|| Arc::new(list));
+        Some(Group { first, rest })
     }
 
     fn iter(&self) -> impl Iterator<Item = &Arc<Endpoint>> {
-        std::iter::once(&self.first).chain(self.rest.iter())
+        std::iter::once(&self.first).chain(self.rest.iter().flat_map(|r| r.iter()))
     }
 
     fn len(&self) -> usize {
-        1 + self.rest.len()
+        1 + self.rest.as_ref().map_or(0, |r| r.len())
     }
 }
 
@@ -141,7 +142,7 @@ enum Pick<'r> {
 
 #[inline]
 fn pick<'r>(group: &'r Group, facts: &Facts<'_>) -> Pick<'r> {
-    if group.rest.is_empty() {
+    if group.rest.is_none() {
         return pick_one(&group.first, facts);
     }
     for e in group.iter() {
@@ -165,7 +166,9 @@ fn pick_one<'r>(e: &'r Endpoint, facts: &Facts<'_>) -> Pick<'r> {
 
 #[derive(Default)]
 struct MethodTable {
-    exact: HashMap<Box<str>, Group>,
+    /// foldhash: configured keys, so no flooding to guard against, and a
+    /// hash of a path in a few nanoseconds.
+    exact: FastMap<Box<str>, Group>,
     templates: Templates,
     regexes: Vec<(regex::Regex, Arc<Endpoint>)>,
 }
@@ -190,7 +193,7 @@ struct MethodTable {
 struct Templates {
     /// 0: no buckets, every template is in `rest`.
     key_slashes: usize,
-    buckets: HashMap<Box<str>, Vec<matchit::Router<Group>>>,
+    buckets: FastMap<Box<str>, Vec<matchit::Router<Group>>>,
     rest: Vec<matchit::Router<Group>>,
     /// Templates served (shadowed ones are not).
     len: usize,
