@@ -209,7 +209,7 @@ fn validate_reports_every_error_with_file_line_col() {
         format!("{d}/a.toml:2:10: server.listen `nowhere` is not an address and port"),
         format!("{d}/a.toml:3:1: unknown key `threds` in [server] (hint: did you mean `threads`?"),
         format!("{d}/b.toml:1:1: section [server] is defined twice (hint: it is already defined at {d}/a.toml:1:1"),
-        format!("{d}/b.toml:5:8: verb must be one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE (hint: methods are case-sensitive: write `GET`)"),
+        format!("{d}/b.toml:5:8: verb must be one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE or ANY (hint: methods are case-sensitive: write `GET`)"),
         format!("{d}/b.toml:6:8: path must start with `/`"),
         format!("{d}/b.toml:7:21: response.code must be between 200 and 599, not 99"),
         format!("{d}/b.toml:7:37: header `Content-Length` is set by the server"),

@@ -92,6 +92,62 @@ impl MatchSpec {
     }
 }
 
+impl MatchSpec {
+    /// The conditions as text that is the same for equal conditions written
+    /// in another order: names sorted (header names in lower case), body
+    /// conditions sorted, object members sorted. Part of the conflict key.
+    pub fn canonical(&self) -> String {
+        let named = |list: &[(String, ValueMatch)], fold: bool| {
+            let mut v: Vec<(String, Value)> = list
+                .iter()
+                .map(|(k, m)| {
+                    let k = if fold {
+                        k.to_ascii_lowercase()
+                    } else {
+                        k.clone()
+                    };
+                    (k, m.to_json())
+                })
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v.into_iter()
+                .map(|(k, m)| json!([k, m]))
+                .collect::<Vec<_>>()
+        };
+        let mut body: Vec<String> = self
+            .body
+            .iter()
+            .map(|b| sorted(&b.to_json()).to_string())
+            .collect();
+        body.sort();
+        json!([
+            named(&self.query, false),
+            named(&self.headers, true),
+            named(&self.cookies, false),
+            body
+        ])
+        .to_string()
+    }
+}
+
+/// `v` with the members of every object in name order.
+fn sorted(v: &Value) -> Value {
+    match v {
+        Value::Object(o) => {
+            let mut entries: Vec<(&String, &Value)> = o.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, x)| (k.clone(), sorted(x)))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
 impl ValueMatch {
     fn to_json(&self) -> Value {
         match self {
@@ -174,6 +230,17 @@ pub fn decode(n: &Node, diags: &mut Diags) -> Option<MatchSpec> {
                 diags.push(&k.loc, format!("{what} has an empty name"));
                 continue;
             }
+            if key == "headers" && !k.name.bytes().all(super::endpoint::is_tchar) {
+                diags.push_hint(
+                    &k.loc,
+                    format!(
+                        "{what} name `{}` is not a valid HTTP token",
+                        k.name.escape_default()
+                    ),
+                    "names take letters, digits and !#$%&'*+-.^_`|~ (no spaces, no `:`)",
+                );
+                continue;
+            }
             if seen.contains(&folded) {
                 diags.push(&k.loc, format!("{what} names `{}` twice", k.name));
                 continue;
@@ -252,11 +319,14 @@ fn decode_value(n: &Node, what: &str, diags: &mut Diags) -> Option<ValueMatch> {
             .boolean(v, &format!("{what}.present"))
             .map(ValueMatch::Present),
         other => {
-            diags.push_hint(
-                &k.loc,
-                format!("{what} has an unknown condition `{other}`"),
-                "use equals, regex or present",
-            );
+            // Strict decoding reported the unknown key already.
+            if !diags.strict {
+                diags.push_hint(
+                    &k.loc,
+                    format!("{what} has an unknown condition `{other}`"),
+                    "use equals, regex or present",
+                );
+            }
             None
         }
     }
@@ -430,6 +500,29 @@ mod tests {
         assert!(
             errs[3].starts_with("Some(\"/body/json_pointer\")"),
             "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn equal_conditions_in_another_order_are_one_key() {
+        let key = |v: Value| decode_json(v).0.unwrap().canonical();
+        assert_eq!(
+            key(
+                json!({"query": {"a": "1", "b": "2"}, "headers": {"X-A": "v"},
+                       "body": [{"contains": "x"}, {"json": {"k": 1, "l": [{"m": 1, "n": 2}]}}]})
+            ),
+            key(
+                json!({"headers": {"x-a": "v"}, "query": {"b": "2", "a": "1"},
+                       "body": [{"json": {"l": [{"n": 2, "m": 1}], "k": 1}}, {"contains": "x"}]})
+            )
+        );
+        assert_ne!(
+            key(json!({"query": {"a": "1"}})),
+            key(json!({"query": {"a": {"regex": "1"}}}))
+        );
+        assert_ne!(
+            key(json!({"cookies": {"a": "1"}})),
+            key(json!({"cookies": {"A": "1"}}))
         );
     }
 

@@ -175,7 +175,7 @@ impl EndpointSpec {
             RouteKey::Regex(p) => ("regex", p),
         };
         match &self.conditions {
-            Some(m) if !m.is_empty() => format!("{} {kind} {route} {}", self.verb, m.to_json()),
+            Some(m) if !m.is_empty() => format!("{} {kind} {route} {}", self.verb, m.canonical()),
             _ => format!("{} {kind} {route}", self.verb),
         }
     }
@@ -287,7 +287,7 @@ const RESPONSE_KEYS: &[&str] = &[
     "fault",
     "proxy",
 ];
-const VERB_LIST: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE";
+const VERB_LIST: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE or ANY";
 const PATH_REQUIRED_HINT: &str = "give `path` (exact or template) or `path_regex`";
 pub const MAX_PATH_LEN: usize = 2048;
 const MAX_REGEX_SIZE: usize = 1 << 20;
@@ -433,7 +433,8 @@ fn decode_verb(n: &Node, diags: &mut Diags) -> Option<Verb> {
                 s.to_ascii_uppercase()
             )
         } else {
-            "CONNECT and extension methods cannot be mocked".to_string()
+            "ANY answers every method, extension methods such as PURGE too; CONNECT cannot be mocked"
+                .to_string()
         };
         diags.push_hint(&n.loc, format!("verb must be one of {VERB_LIST}"), hint);
     }
@@ -792,6 +793,22 @@ fn decode_response(n: &Node, ctx: &SchemaContext<'_>, diags: &mut Diags) -> Opti
                 );
             }
         }
+        // The upstream answers: what shapes the mock's own answer would be ignored.
+        for key in [
+            "template",
+            "template_file",
+            "body_file",
+            "delay_ms",
+            "fault",
+        ] {
+            if let Some(x) = t.get(key).filter(|x| !x.is_null()) {
+                diags.push_hint(
+                    &x.loc,
+                    format!("response.{key} cannot be given together with response.proxy"),
+                    "a proxied request is answered by the upstream: remove one of them",
+                );
+            }
+        }
     }
 
     if diags.list.len() > before {
@@ -978,7 +995,7 @@ const SERVER_OWNED: &[&str] = &[
     "proxy-connection",
 ];
 
-fn is_tchar(b: u8) -> bool {
+pub(super) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
