@@ -33,6 +33,7 @@ pub struct RequestView {
 /// A compiled body template.
 pub struct BodyTemplate {
     env: Environment<'static>,
+    reads_body: bool,
 }
 
 impl std::fmt::Debug for BodyTemplate {
@@ -89,7 +90,15 @@ impl BodyTemplate {
         let mut env = environment();
         env.add_template_owned("body", source.to_string())
             .map_err(|e| describe(&e))?;
-        Ok(BodyTemplate { env })
+        let t = env.get_template("body").map_err(|e| describe(&e))?;
+        let reads_body = t.undeclared_variables(true).iter().any(|v| uses_body(v));
+        Ok(BodyTemplate { env, reads_body })
+    }
+
+    /// Whether the template may look at `request.body` or `request.json`:
+    /// then the request body must be read before it renders.
+    pub fn reads_body(&self) -> bool {
+        self.reads_body
     }
 
     /// Renders the body for a request.
@@ -105,6 +114,16 @@ impl BodyTemplate {
         }
         Ok(out)
     }
+}
+
+/// Whether a variable the template looks up (`request.json.id`) is the body,
+/// or the whole request (used in a way the analysis cannot follow).
+fn uses_body(var: &str) -> bool {
+    var == "request"
+        || ["request.body", "request.json"].iter().any(|field| {
+            var.strip_prefix(field)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        })
 }
 
 /// One line: what went wrong and on which line of the template.
@@ -158,5 +177,21 @@ mod tests {
         );
         let err = BodyTemplate::new("line1\n{{ unclosed").unwrap_err();
         assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn knows_whether_it_reads_the_body() {
+        let reads = |src: &str| BodyTemplate::new(src).unwrap().reads_body();
+        assert!(!reads(
+            "{{ request.params.id }} {{ request.headers['x-a'] }} {{ now() }}"
+        ));
+        assert!(!reads(
+            "{% set body = 1 %}{{ body }} {{ request.bodyguard }}"
+        ));
+        assert!(reads("{{ request.json.id }}"));
+        assert!(reads("{{ request.body | length }}"));
+        assert!(reads("{% if x %}{{ request.json }}{% endif %}"));
+        assert!(reads("{{ request['json'] }}"), "a lookup it cannot follow");
+        assert!(reads("{% set r = request %}{{ r.path }}"));
     }
 }

@@ -71,24 +71,26 @@ enum Accept {
 }
 
 impl Endpoint {
+    /// Whether the endpoint answers; `NeedBody` when its body conditions, or
+    /// a template that renders the body, need the request body read first.
     #[inline]
     fn accepts(&self, facts: &Facts<'_>) -> Accept {
-        let Some(c) = &self.conditions else {
-            return Accept::Yes;
-        };
-        if c.check_head(facts).is_err() {
-            return Accept::No;
+        if let Some(c) = &self.conditions {
+            if c.check_head(facts).is_err() {
+                return Accept::No;
+            }
         }
-        if !c.needs_body() {
+        let body_conditions = self.conditions.as_ref().is_some_and(Conditions::needs_body);
+        let renders_body = self.template.as_ref().is_some_and(BodyTemplate::reads_body);
+        if !body_conditions && !renders_body {
             return Accept::Yes;
         }
         if matches!(facts.body, Body::Unread) {
             return Accept::NeedBody;
         }
-        if c.check_body(facts).is_ok() {
-            Accept::Yes
-        } else {
-            Accept::No
+        match &self.conditions {
+            Some(c) if c.check_body(facts).is_err() => Accept::No,
+            _ => Accept::Yes,
         }
     }
 }
@@ -197,6 +199,10 @@ struct Templates {
     rest: Vec<matchit::Router<Group>>,
     /// Templates served (shadowed ones are not).
     len: usize,
+    /// Every template in rank order, kept when the endpoints of some route
+    /// all have conditions: when they turn a request away, the tree hides
+    /// the less specific routes that match it, and they are searched here.
+    conditional: Vec<(String, Group)>,
 }
 
 /// Below this many templates for one verb, one set of trees is as fast.
@@ -217,13 +223,17 @@ impl Templates {
 
     /// Buckets on `key_slashes` slashes, unless some templates conflict.
     fn build_with(list: &[(String, Group)], key_slashes: usize) -> Templates {
-        if key_slashes > 0 {
-            let t = Templates::build_keyed(list, key_slashes);
-            if t.rest.len() <= 1 && t.buckets.values().all(|trees| trees.len() == 1) {
-                return t;
-            }
+        let mut t = Templates::build_keyed(list, key_slashes);
+        if key_slashes > 0
+            && !(t.rest.len() <= 1 && t.buckets.values().all(|trees| trees.len() == 1))
+        {
+            t = Templates::build_keyed(list, 0);
         }
-        Templates::build_keyed(list, 0)
+        let can_refuse = |g: &Group| g.iter().all(|e| e.conditions.is_some());
+        if list.iter().any(|(_, g)| can_refuse(g)) {
+            t.conditional = list.to_vec();
+        }
+        t
     }
 
     fn build_keyed(list: &[(String, Group)], key_slashes: usize) -> Templates {
@@ -257,14 +267,49 @@ impl Templates {
     /// The first endpoint that accepts the request, tree by tree.
     #[inline]
     fn find<'a>(&'a self, path: &str, facts: &Facts<'_>) -> Lookup<'a> {
-        if let Some(trees) = bucket_key(path, self.key_slashes).and_then(|k| self.buckets.get(k)) {
-            let found = first_match(trees, path, facts);
-            if !matches!(found, Lookup::Miss) {
-                return found;
+        let bucket = bucket_key(path, self.key_slashes).and_then(|k| self.buckets.get(k));
+        for trees in bucket.into_iter().chain(std::iter::once(&self.rest)) {
+            match first_match(trees, path, facts) {
+                TreeMatch::Found(found) => return found,
+                TreeMatch::Refused => return self.find_past_refusals(path, facts),
+                TreeMatch::Miss => {}
             }
         }
-        first_match(&self.rest, path, facts)
+        Lookup::Miss
     }
+
+    /// Every template that matches `path`, the most specific first, until
+    /// one of them accepts the request. Only after a route whose conditions
+    /// all failed: it may hide less specific routes of its tree.
+    #[cold]
+    fn find_past_refusals<'a>(&'a self, path: &str, facts: &Facts<'_>) -> Lookup<'a> {
+        let mut candidates: Vec<(&str, &Group, Vec<&str>)> = self
+            .conditional
+            .iter()
+            .filter_map(|(shape, g)| Some((shape.as_str(), g, match_shape(shape, path)?)))
+            .collect();
+        // Stable: among equally specific routes, rank order stays.
+        candidates.sort_by(|a, b| specificity(a.0, b.0));
+        for (_, group, values) in candidates {
+            match pick(group, facts) {
+                Pick::Hit(e) => {
+                    let params = named_params(e, values.into_iter());
+                    return Lookup::Hit(e, params);
+                }
+                Pick::NeedBody => return Lookup::NeedBody,
+                Pick::None => {}
+            }
+        }
+        Lookup::Miss
+    }
+}
+
+/// What one set of trees says about a request.
+enum TreeMatch<'a> {
+    Found(Lookup<'a>),
+    /// A route matched, and all its endpoints turned the request away.
+    Refused,
+    Miss,
 }
 
 #[inline]
@@ -272,27 +317,84 @@ fn first_match<'a>(
     trees: &'a [matchit::Router<Group>],
     path: &str,
     facts: &Facts<'_>,
-) -> Lookup<'a> {
+) -> TreeMatch<'a> {
     for tree in trees {
         let Ok(m) = tree.at(path) else { continue };
         match pick(m.value, facts) {
             Pick::Hit(e) => {
-                let params = if e.template.is_some() {
-                    e.param_names
-                        .iter()
-                        .zip(m.params.iter())
-                        .map(|(name, (_, value))| (name.clone(), value.to_string()))
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                return Lookup::Hit(e, params);
+                let params = named_params(e, m.params.iter().map(|(_, v)| v));
+                return TreeMatch::Found(Lookup::Hit(e, params));
             }
-            Pick::NeedBody => return Lookup::NeedBody,
-            Pick::None => {}
+            Pick::NeedBody => return TreeMatch::Found(Lookup::NeedBody),
+            Pick::None => return TreeMatch::Refused,
         }
     }
-    Lookup::Miss
+    TreeMatch::Miss
+}
+
+/// The template parameters of a hit, named, when the endpoint renders a template.
+fn named_params<'v>(e: &Endpoint, values: impl Iterator<Item = &'v str>) -> Vec<(String, String)> {
+    if e.template.is_none() {
+        return Vec::new();
+    }
+    e.param_names
+        .iter()
+        .zip(values)
+        .map(|(name, value)| (name.clone(), value.to_string()))
+        .collect()
+}
+
+/// The parameter values if the template `shape` matches `path` as the tree
+/// would: `{p}` takes a non-empty part of one segment (between its static
+/// prefix and suffix), a final `{*p}` the non-empty rest of the path.
+fn match_shape<'p>(shape: &str, path: &'p str) -> Option<Vec<&'p str>> {
+    let mut values = Vec::new();
+    let mut rest = path;
+    for (i, seg) in shape.split('/').enumerate() {
+        if i > 0 {
+            rest = rest.strip_prefix('/')?;
+        }
+        if seg.starts_with("{*") {
+            return (!rest.is_empty()).then(|| {
+                values.push(rest);
+                values
+            });
+        }
+        let (here, after) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        match (seg.find('{'), seg.find('}')) {
+            (Some(o), Some(c)) if o < c => {
+                let value = here.strip_prefix(&seg[..o])?.strip_suffix(&seg[c + 1..])?;
+                if value.is_empty() {
+                    return None;
+                }
+                values.push(value);
+            }
+            _ if here == seg => {}
+            _ => return None,
+        }
+        rest = after;
+    }
+    rest.is_empty().then_some(values)
+}
+
+/// Which of two templates that match one path is the more specific, as the
+/// tree ranks them: at their first difference, a static character beats the
+/// end of the template, which beats `{param}`, which beats `{*rest}`.
+fn specificity(a: &str, b: &str) -> std::cmp::Ordering {
+    fn rank(s: &[u8], i: usize) -> u8 {
+        let after_brace = i > 0 && s.get(i - 1) == Some(&b'{');
+        match s.get(i) {
+            None => 1,
+            Some(b'*') if after_brace => 3,
+            Some(b'{') if s.get(i + 1) == Some(&b'*') => 3,
+            Some(b'{') => 2,
+            Some(_) if after_brace => 2,
+            Some(_) => 0,
+        }
+    }
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    let i = x.iter().zip(y).take_while(|(p, q)| p == q).count();
+    rank(x, i).cmp(&rank(y, i))
 }
 
 /// A template's whole static segments before its first parameter.
@@ -707,6 +809,72 @@ mod tests {
 
     fn hit(r: &Router, verb: Verb, path: &str) -> Option<String> {
         r.lookup(verb, path).map(|e| e.id.to_string())
+    }
+
+    #[test]
+    fn shapes_match_as_the_tree_does() {
+        assert_eq!(match_shape("/u/{p0}", "/u/7"), Some(vec!["7"]));
+        assert_eq!(match_shape("/u/{p0}", "/u/"), None);
+        assert_eq!(match_shape("/u/{p0}", "/u/7/"), None);
+        assert_eq!(match_shape("/u/{p0}", "/v/7"), None);
+        assert_eq!(
+            match_shape("/img/x{p0}.png/{*p1}", "/img/x12.png/a/b"),
+            Some(vec!["12", "a/b"])
+        );
+        assert_eq!(match_shape("/img/x{p0}.png", "/img/x.png"), None);
+        assert_eq!(match_shape("/a/{*p0}", "/a/"), None);
+        assert_eq!(match_shape("/a/b", "/a/b"), Some(vec![]));
+        let mut shapes = vec![
+            "/a/{*p0}",
+            "/a/{p0}/{p1}",
+            "/a/b/{p0}",
+            "/a/{p0}/c",
+            "/a/x{p0}/c",
+        ];
+        shapes.sort_by(|a, b| specificity(a, b));
+        assert_eq!(
+            shapes,
+            [
+                "/a/b/{p0}",
+                "/a/x{p0}/c",
+                "/a/{p0}/c",
+                "/a/{p0}/{p1}",
+                "/a/{*p0}"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_route_that_refuses_does_not_hide_less_specific_ones() {
+        let only_if = |mut s: EndpointSpec, q: &str| {
+            let n = crate::config::doc::Node::from_json(
+                &serde_json::json!({"query": {q: {"present": true}}}),
+            );
+            let mut d = crate::config::doc::Diags::lenient();
+            s.conditions = crate::config::conditions::decode(&n, &mut d);
+            s
+        };
+        let t = |p: &str| PathSpec::Template(p.into());
+        let r = compile(runtime(vec![
+            only_if(spec(Verb::Get, t("/a/b/{x}"), None, ""), "b"),
+            spec(Verb::Get, t("/a/{y}/{x}"), None, ""),
+            only_if(spec(Verb::Get, t("/c/{x}"), None, ""), "c"),
+            only_if(spec(Verb::Get, t("/c/{x}/{y}"), None, ""), "c"),
+            spec(Verb::Get, t("/c/{*rest}"), None, ""),
+        ]));
+        let find = |path: &str, query: Option<&str>| {
+            let headers = http::HeaderMap::new();
+            match r.find(&http::Method::GET, path, &Facts::new(query, &headers)) {
+                Lookup::Hit(e, _) => Some(e.id.to_string()),
+                _ => None,
+            }
+        };
+        assert_eq!(find("/a/b/1", Some("b")).as_deref(), Some("1"));
+        assert_eq!(find("/a/b/1", None).as_deref(), Some("2"));
+        assert_eq!(find("/c/1", Some("c")).as_deref(), Some("3"));
+        assert_eq!(find("/c/1/2", Some("c")).as_deref(), Some("4"));
+        assert_eq!(find("/c/1", None).as_deref(), Some("5"));
+        assert_eq!(find("/c/1/2", None).as_deref(), Some("5"));
     }
 
     #[test]
