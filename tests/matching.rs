@@ -15,37 +15,6 @@ use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-/// `--store memory`: no database file, a fast start.
-fn memory() -> Vec<String> {
-    vec!["--store".into(), "memory".into()]
-}
-
-fn from_file(toml: &str) -> Gateway {
-    Gateway::start_with(Options {
-        config: Some(toml.to_string()),
-        args: memory(),
-        ..Options::default()
-    })
-}
-
-/// A gateway with no config file and these endpoints created through the
-/// admin API, in order (so the first is the oldest).
-async fn from_api(endpoints: &[Value]) -> Gateway {
-    let gw = Gateway::start_with(Options {
-        args: memory(),
-        ..Options::default()
-    });
-    for attrs in endpoints {
-        let (status, body) = post(&gw, &doc(attrs.clone())).await;
-        assert_eq!(status, 201, "creating {attrs}: {body}");
-    }
-    gw
-}
-
-fn doc(attributes: Value) -> Value {
-    json!({"data": {"type": "endpoints", "attributes": attributes}})
-}
-
 /// Sends a request; returns the status and the body.
 async fn call(
     gw: &Gateway,

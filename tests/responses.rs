@@ -16,34 +16,6 @@ use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-fn memory() -> Vec<String> {
-    vec!["--store".into(), "memory".into()]
-}
-
-fn from_file(toml: &str) -> Gateway {
-    Gateway::start_with(Options {
-        config: Some(toml.to_string()),
-        args: memory(),
-        ..Options::default()
-    })
-}
-
-async fn from_api(endpoints: &[Value]) -> Gateway {
-    let gw = Gateway::start_with(Options {
-        args: memory(),
-        ..Options::default()
-    });
-    for attrs in endpoints {
-        let (status, body) = post(&gw, &doc(attrs.clone())).await;
-        assert_eq!(status, 201, "creating {attrs}: {body}");
-    }
-    gw
-}
-
-fn doc(attributes: Value) -> Value {
-    json!({"data": {"type": "endpoints", "attributes": attributes}})
-}
-
 fn validate(dir: &Path) -> (Option<i32>, String) {
     let out = Command::new(BIN)
         .arg("validate")

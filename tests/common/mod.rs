@@ -332,3 +332,36 @@ fn serve_echo(mut conn: TcpStream, silent: bool) {
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+/// `--store memory`: no database file, a fast start.
+pub fn memory() -> Vec<String> {
+    vec!["--store".into(), "memory".into()]
+}
+
+/// A gateway on the memory store serving this config file.
+pub fn from_file(toml: &str) -> Gateway {
+    Gateway::start_with(Options {
+        config: Some(toml.to_string()),
+        args: memory(),
+        ..Options::default()
+    })
+}
+
+/// A gateway with no config file and these endpoints created through the
+/// admin API, in order (so the first is the oldest).
+pub async fn from_api(endpoints: &[serde_json::Value]) -> Gateway {
+    let gw = Gateway::start_with(Options {
+        args: memory(),
+        ..Options::default()
+    });
+    for attrs in endpoints {
+        let (status, body) = post(&gw, &doc(attrs.clone())).await;
+        assert_eq!(status, 201, "creating {attrs}: {body}");
+    }
+    gw
+}
+
+/// A JSON:API create document with these attributes.
+pub fn doc(attributes: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"data": {"type": "endpoints", "attributes": attributes}})
+}
