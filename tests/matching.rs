@@ -77,44 +77,6 @@ fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
-/// Asserts that every line of `expected` (each `file:line:col: message`,
-/// relative to `dir`) is reported, and that nothing else is.
-fn assert_errors(dir: &std::path::Path, stderr: &str, expected: &[&str]) {
-    let d = dir.display();
-    for e in expected {
-        let line = format!("{d}/{e}");
-        assert!(stderr.contains(&line), "missing `{line}` in:\n{stderr}");
-    }
-    let reported = stderr
-        .lines()
-        .filter(|l| l.starts_with(&d.to_string()))
-        .count();
-    assert_eq!(reported, expected.len(), "{stderr}");
-}
-
-/// POSTs an endpoint and asserts a 422 with exactly these pointers.
-async fn assert_422(gw: &Gateway, attributes: Value, pointers: &[&str]) {
-    let (status, body) = post(gw, &doc(attributes.clone())).await;
-    assert_eq!(status, 422, "{attributes}: {body}");
-    let mut got: Vec<&str> = body["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .map(|e| e["source"]["pointer"].as_str().unwrap_or("<none>"))
-        .collect();
-    got.sort_unstable();
-    let mut want = pointers.to_vec();
-    want.sort_unstable();
-    assert_eq!(got, want, "{attributes}: {body}");
-    for e in body["errors"].as_array().expect("errors") {
-        assert_eq!(e["code"], "invalid_attribute", "{body}");
-        assert!(
-            e["detail"].as_str().is_some_and(|d| !d.is_empty()),
-            "{body}"
-        );
-    }
-}
-
 // ---------------------------------------------------------------- query
 
 const QUERY_TOML: &str = r#"

@@ -28,36 +28,6 @@ fn validate(dir: &Path) -> (Option<i32>, String) {
     )
 }
 
-/// Asserts that exactly these errors (`file:line:col: message...`, relative
-/// to `dir`) are reported.
-fn assert_errors(dir: &Path, stderr: &str, expected: &[&str]) {
-    let d = dir.display();
-    for e in expected {
-        let line = format!("{d}/{e}");
-        assert!(stderr.contains(&line), "missing `{line}` in:\n{stderr}");
-    }
-    let reported = stderr
-        .lines()
-        .filter(|l| l.starts_with(&d.to_string()))
-        .count();
-    assert_eq!(reported, expected.len(), "{stderr}");
-}
-
-async fn assert_422(gw: &Gateway, attributes: Value, pointers: &[&str]) {
-    let (status, body) = post(gw, &doc(attributes.clone())).await;
-    assert_eq!(status, 422, "{attributes}: {body}");
-    let mut got: Vec<&str> = body["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .map(|e| e["source"]["pointer"].as_str().unwrap_or("<none>"))
-        .collect();
-    got.sort_unstable();
-    let mut want = pointers.to_vec();
-    want.sort_unstable();
-    assert_eq!(got, want, "{attributes}: {body}");
-}
-
 /// The `detail` of the first error of a 422.
 async fn detail_of_422(gw: &Gateway, attributes: Value) -> String {
     let (status, body) = post(gw, &doc(attributes.clone())).await;
