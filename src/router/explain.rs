@@ -42,15 +42,11 @@ impl Router {
         for (i, table) in self.tables.iter().enumerate() {
             let verb_ok = i == Verb::Any.index() || Some(i) == own;
             let mut groups: Vec<&Group> = Vec::new();
-            if let Some(g) = table.exact.get(path) {
+            if let Some((g, _)) = table.exact.get(path) {
                 groups.push(g);
             }
             groups.extend(table.templates.all_matches(path));
-            let regex_hits = table
-                .regexes
-                .iter()
-                .filter(|(re, _)| re.is_match(path))
-                .map(|(_, e)| e);
+            let regex_hits = table.regex_hits(path);
             let endpoints = groups.into_iter().flat_map(|g| g.iter()).chain(regex_hits);
             for e in endpoints {
                 let reason = if verb_ok {

@@ -12,6 +12,7 @@ mod canned;
 mod explain;
 mod holder;
 pub mod matcher;
+mod table;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
@@ -95,8 +96,6 @@ impl Endpoint {
     }
 }
 
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
 /// Endpoints on one route, best first (priority, then age). The first is
 /// kept inline: a plain route has one endpoint, reached in one step.
 #[derive(Clone)]
@@ -104,6 +103,9 @@ struct Group {
     first: Arc<Endpoint>,
     /// `None` for a plain route, which keeps the table's entries small.
     rest: Option<Arc<Vec<Arc<Endpoint>>>>,
+    /// One endpoint that answers every request on the route: a hit without
+    /// reading the endpoint.
+    plain: bool,
 }
 
 impl Group {
@@ -114,7 +116,13 @@ impl Group {
         }
         let first = list.remove(0);
         let rest = (!list.is_empty()).then(|| Arc::new(list));
-        Some(Group { first, rest })
+        let plain = rest.is_none()
+            && first.conditions.is_none()
+            && !first
+                .template
+                .as_ref()
+                .is_some_and(BodyTemplate::reads_body);
+        Some(Group { first, rest, plain })
     }
 
     fn iter(&self) -> impl Iterator<Item = &Arc<Endpoint>> {
@@ -144,6 +152,9 @@ enum Pick<'r> {
 
 #[inline]
 fn pick<'r>(group: &'r Group, facts: &Facts<'_>) -> Pick<'r> {
+    if group.plain {
+        return Pick::Hit(&group.first);
+    }
     if group.rest.is_none() {
         return pick_one(&group.first, facts);
     }
@@ -170,9 +181,42 @@ fn pick_one<'r>(e: &'r Endpoint, facts: &Facts<'_>) -> Pick<'r> {
 struct MethodTable {
     /// foldhash: configured keys, so no flooding to guard against, and a
     /// hash of a path in a few nanoseconds.
-    exact: FastMap<Box<str>, Group>,
+    exact: table::PathTable<Group>,
     templates: Templates,
     regexes: Vec<(regex::Regex, Arc<Endpoint>)>,
+    /// All of `regexes` in one automaton, from `REGEX_SET_FROM` of them:
+    /// one pass over the path tells which match, instead of one per regex.
+    regex_set: Option<regex::RegexSet>,
+}
+
+/// From this many `path_regex` endpoints of a method on, a request is
+/// matched against all of them at once.
+const REGEX_SET_FROM: usize = 8;
+/// The compiled size a set may take; past it, the regexes are tried one by one.
+const REGEX_SET_SIZE_LIMIT: usize = 256 << 20;
+
+impl MethodTable {
+    /// The `path_regex` endpoints whose regex matches `path`, in rank order.
+    #[inline]
+    fn regex_hits<'a, 'p>(
+        &'a self,
+        path: &'p str,
+    ) -> impl Iterator<Item = &'a Arc<Endpoint>> + use<'a, 'p> {
+        let (set, each) = match &self.regex_set {
+            Some(set) => (Some(set.matches(path)), None),
+            None => (None, Some(&self.regexes)),
+        };
+        let from_set = set
+            .into_iter()
+            .flat_map(|m| m.into_iter())
+            .filter_map(|i| self.regexes.get(i).map(|(_, e)| e));
+        let one_by_one = each
+            .into_iter()
+            .flatten()
+            .filter(move |(re, _)| re.is_match(path))
+            .map(|(_, e)| e);
+        from_set.chain(one_by_one)
+    }
 }
 
 /// Templates in trees: a template goes into the first tree it does not
@@ -195,7 +239,7 @@ struct MethodTable {
 struct Templates {
     /// 0: no buckets, every template is in `rest`.
     key_slashes: usize,
-    buckets: FastMap<Box<str>, Vec<matchit::Router<Group>>>,
+    buckets: table::PathTable<Bucket>,
     rest: Vec<matchit::Router<Group>>,
     /// Templates served (shadowed ones are not).
     len: usize,
@@ -203,6 +247,15 @@ struct Templates {
     /// all have conditions: when they turn a request away, the tree hides
     /// the less specific routes that match it, and they are searched here.
     conditional: Vec<(String, Group)>,
+}
+
+/// The templates under one bucket key.
+enum Bucket {
+    /// A single template, the common case in a large table: its shape after
+    /// the key is the table entry's tail, matched in place.
+    One(Group),
+    /// A boxed slice: the common case above stays one cache line.
+    Trees(Box<[matchit::Router<Group>]>),
 }
 
 /// Below this many templates for one verb, one set of trees is as fast.
@@ -223,11 +276,9 @@ impl Templates {
 
     /// Buckets on `key_slashes` slashes, unless some templates conflict.
     fn build_with(list: &[(String, Group)], key_slashes: usize) -> Templates {
-        let mut t = Templates::build_keyed(list, key_slashes);
-        if key_slashes > 0
-            && !(t.rest.len() <= 1 && t.buckets.values().all(|trees| trees.len() == 1))
-        {
-            t = Templates::build_keyed(list, 0);
+        let (mut t, conflicts) = Templates::build_keyed(list, key_slashes);
+        if key_slashes > 0 && conflicts {
+            t = Templates::build_keyed(list, 0).0;
         }
         let can_refuse = |g: &Group| g.iter().all(|e| e.conditions.is_some());
         if list.iter().any(|(_, g)| can_refuse(g)) {
@@ -236,46 +287,101 @@ impl Templates {
         t
     }
 
-    fn build_keyed(list: &[(String, Group)], key_slashes: usize) -> Templates {
+    /// The templates cut into buckets, and whether some of them conflict
+    /// (need more than one tree).
+    fn build_keyed(list: &[(String, Group)], key_slashes: usize) -> (Templates, bool) {
         let mut t = Templates {
             key_slashes,
             ..Templates::default()
         };
-        for (shape, endpoint) in list {
-            let trees = match bucket_key(head(shape), key_slashes) {
-                Some(key) => t.buckets.entry(key.into()).or_default(),
-                None => &mut t.rest,
-            };
-            if insert_template(trees, shape, endpoint) {
-                t.len += 1;
+        let mut keyed: HashMap<&str, Vec<&(String, Group)>> = HashMap::new();
+        for item in list {
+            let (shape, endpoint) = item;
+            match bucket_key(head(shape), key_slashes) {
+                Some(key) => keyed.entry(key).or_default().push(item),
+                None => {
+                    if insert_template(&mut t.rest, shape, endpoint) {
+                        t.len += 1;
+                    }
+                }
             }
         }
-        t
+        let mut conflicts = t.rest.len() > 1;
+        let mut buckets = Vec::with_capacity(keyed.len());
+        for (key, items) in keyed {
+            if let [(shape, group)] = items.as_slice() {
+                t.len += 1;
+                let tail = shape.get(key.len()..).unwrap_or_default();
+                buckets.push((key, tail, Bucket::One(group.clone())));
+                continue;
+            }
+            let mut trees = Vec::new();
+            for (shape, group) in items {
+                if insert_template(&mut trees, shape, group) {
+                    t.len += 1;
+                }
+            }
+            conflicts |= trees.len() > 1;
+            buckets.push((key, "", Bucket::Trees(trees.into_boxed_slice())));
+        }
+        t.buckets = table::PathTable::build(buckets.into_iter());
+        (t, conflicts)
     }
 
     /// Every route of every tree that matches `path` (for explanations).
     fn all_matches<'a>(&'a self, path: &str) -> Vec<&'a Group> {
-        let bucket = bucket_key(path, self.key_slashes).and_then(|k| self.buckets.get(k));
-        bucket
-            .into_iter()
-            .flatten()
-            .chain(self.rest.iter())
-            .filter_map(|tree| tree.at(path).ok().map(|m| m.value))
-            .collect()
-    }
-
-    /// The first endpoint that accepts the request, tree by tree.
-    #[inline]
-    fn find<'a>(&'a self, path: &str, facts: &Facts<'_>) -> Lookup<'a> {
-        let bucket = bucket_key(path, self.key_slashes).and_then(|k| self.buckets.get(k));
-        for trees in bucket.into_iter().chain(std::iter::once(&self.rest)) {
-            match first_match(trees, path, facts) {
-                TreeMatch::Found(found) => return found,
-                TreeMatch::Refused => return self.find_past_refusals(path, facts),
-                TreeMatch::Miss => {}
+        let mut out = Vec::new();
+        if let Some(key) = bucket_key(path, self.key_slashes) {
+            match self.buckets.get(key) {
+                Some((Bucket::One(g), tail))
+                    if shape_matches(tail, path.get(key.len()..).unwrap_or_default(), |_| ()) =>
+                {
+                    out.push(g);
+                }
+                Some((Bucket::Trees(trees), _)) => {
+                    out.extend(
+                        trees
+                            .iter()
+                            .filter_map(|tree| tree.at(path).ok().map(|m| m.value)),
+                    );
+                }
+                Some((Bucket::One(_), _)) | None => {}
             }
         }
-        Lookup::Miss
+        out.extend(
+            self.rest
+                .iter()
+                .filter_map(|tree| tree.at(path).ok().map(|m| m.value)),
+        );
+        out
+    }
+
+    /// The first endpoint that accepts the request: in the request's
+    /// bucket, then in the trees of the rest.
+    #[inline]
+    fn find<'a>(&'a self, path: &str, facts: &Facts<'_>) -> Lookup<'a> {
+        let in_bucket = match bucket_key(path, self.key_slashes) {
+            Some(key) => match self.buckets.get(key) {
+                Some((Bucket::One(group), tail)) => one_match(
+                    group,
+                    tail,
+                    path.get(key.len()..).unwrap_or_default(),
+                    facts,
+                ),
+                Some((Bucket::Trees(trees), _)) => first_match(trees, path, facts),
+                None => TreeMatch::Miss,
+            },
+            None => TreeMatch::Miss,
+        };
+        let found = match in_bucket {
+            TreeMatch::Miss => first_match(&self.rest, path, facts),
+            other => other,
+        };
+        match found {
+            TreeMatch::Found(found) => found,
+            TreeMatch::Refused => self.find_past_refusals(path, facts),
+            TreeMatch::Miss => Lookup::Miss,
+        }
     }
 
     /// Every template that matches `path`, the most specific first, until
@@ -301,6 +407,26 @@ impl Templates {
             }
         }
         Lookup::Miss
+    }
+}
+
+/// A bucket's single template (`shape`, after the bucket key) against the
+/// request path after the same key.
+#[inline]
+fn one_match<'a>(group: &'a Group, shape: &[u8], path: &str, facts: &Facts<'_>) -> TreeMatch<'a> {
+    if !shape_matches(shape, path, |_| ()) {
+        return TreeMatch::Miss;
+    }
+    match pick(group, facts) {
+        Pick::Hit(e) => {
+            let mut values = Vec::new();
+            if e.template.is_some() {
+                shape_matches(shape, path, |v| values.push(v));
+            }
+            TreeMatch::Found(Lookup::Hit(e, named_params(e, values.into_iter())))
+        }
+        Pick::NeedBody => TreeMatch::Found(Lookup::NeedBody),
+        Pick::None => TreeMatch::Refused,
     }
 }
 
@@ -349,32 +475,63 @@ fn named_params<'v>(e: &Endpoint, values: impl Iterator<Item = &'v str>) -> Vec<
 /// prefix and suffix), a final `{*p}` the non-empty rest of the path.
 fn match_shape<'p>(shape: &str, path: &'p str) -> Option<Vec<&'p str>> {
     let mut values = Vec::new();
-    let mut rest = path;
-    for (i, seg) in shape.split('/').enumerate() {
-        if i > 0 {
-            rest = rest.strip_prefix('/')?;
-        }
-        if seg.starts_with("{*") {
-            return (!rest.is_empty()).then(|| {
-                values.push(rest);
-                values
-            });
-        }
-        let (here, after) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        match (seg.find('{'), seg.find('}')) {
-            (Some(o), Some(c)) if o < c => {
-                let value = here.strip_prefix(&seg[..o])?.strip_suffix(&seg[c + 1..])?;
-                if value.is_empty() {
-                    return None;
-                }
-                values.push(value);
+    shape_matches(shape.as_bytes(), path, |v| values.push(v)).then_some(values)
+}
+
+/// Whether `path` matches the template `shape`, as a one-route tree would;
+/// hands each parameter's value to `value`, in order. One pass over both:
+/// static bytes compare one by one; `{name}` takes the bytes up to the
+/// segment's end less the static suffix that follows it in the shape, at
+/// least one; `{*name}` takes the rest, at least one byte.
+#[inline]
+fn shape_matches<'p>(shape: &[u8], path: &'p str, mut value: impl FnMut(&'p str)) -> bool {
+    let p = path.as_bytes();
+    let (mut i, mut j) = (0, 0);
+    while i < shape.len() {
+        if shape[i] != b'{' {
+            if p.get(j) != Some(&shape[i]) {
+                return false;
             }
-            _ if here == seg => {}
-            _ => return None,
+            i += 1;
+            j += 1;
+            continue;
         }
-        rest = after;
+        let Some(close) = shape[i..].iter().position(|&b| b == b'}') else {
+            return false;
+        };
+        if shape.get(i + 1) == Some(&b'*') {
+            return match path.get(j..) {
+                Some(rest) if !rest.is_empty() => {
+                    value(rest);
+                    true
+                }
+                _ => false,
+            };
+        }
+        i += close + 1;
+        let shape_end = segment_end(shape, i);
+        let suffix = &shape[i..shape_end];
+        let path_end = segment_end(p, j);
+        let here = &p[j..path_end];
+        if here.len() <= suffix.len() || !here.ends_with(suffix) {
+            return false;
+        }
+        match path.get(j..path_end - suffix.len()) {
+            Some(v) => value(v),
+            None => return false,
+        }
+        (i, j) = (shape_end, path_end);
     }
-    rest.is_empty().then_some(values)
+    j == p.len()
+}
+
+/// The index of the first `/` at or after `from`, or the length.
+#[inline]
+fn segment_end(s: &[u8], from: usize) -> usize {
+    s[from..]
+        .iter()
+        .position(|&b| b == b'/')
+        .map_or(s.len(), |k| from + k)
 }
 
 /// Which of two templates that match one path is the more specific, as the
@@ -412,8 +569,12 @@ fn bucket_key(s: &str, slashes: usize) -> Option<&str> {
     if slashes == 0 {
         return None;
     }
-    let (end, _) = s.match_indices('/').nth(slashes - 1)?;
-    Some(&s[..=end])
+    let (end, _) = s
+        .bytes()
+        .enumerate()
+        .filter(|&(_, b)| b == b'/')
+        .nth(slashes - 1)?;
+    s.get(..=end)
 }
 
 /// The bucket key length that leaves the smallest trees: the fewest
@@ -577,15 +738,23 @@ impl Router {
             }
         }
         for ((table, exact), shapes) in tables.iter_mut().zip(exact).zip(shapes) {
-            table.exact = exact
+            let routes: Vec<(Box<str>, Box<str>, Group)> = exact
                 .into_iter()
-                .filter_map(|(k, g)| Some((k, Group::new(g)?)))
+                .filter_map(|(k, g)| Some((k, Box::default(), Group::new(g)?)))
                 .collect();
+            table.exact = table::PathTable::build(routes.into_iter());
             let list: Vec<(String, Group)> = shapes
                 .into_iter()
                 .filter_map(|(s, g)| Some((s, Group::new(g)?)))
                 .collect();
             table.templates = Templates::build(&list);
+            if table.regexes.len() >= REGEX_SET_FROM {
+                let patterns = table.regexes.iter().map(|(re, _)| re.as_str());
+                table.regex_set = regex::RegexSetBuilder::new(patterns)
+                    .size_limit(REGEX_SET_SIZE_LIMIT)
+                    .build()
+                    .ok();
+            }
         }
         let router = Router {
             tables,
@@ -606,7 +775,7 @@ impl Router {
         let any = &self.tables[Verb::Any.index()];
         let tables = [own, Some(any)];
         for t in tables.iter().flatten() {
-            if let Some(g) = t.exact.get(path) {
+            if let Some((g, _)) = t.exact.get(path) {
                 match pick(g, facts) {
                     Pick::Hit(e) => return Lookup::Hit(e, Vec::new()),
                     Pick::NeedBody => return Lookup::NeedBody,
@@ -621,13 +790,14 @@ impl Router {
             }
         }
         for t in tables.iter().flatten() {
-            for (re, e) in &t.regexes {
-                if re.is_match(path) {
-                    match pick_one(e, facts) {
-                        Pick::Hit(e) => return Lookup::Hit(e, Vec::new()),
-                        Pick::NeedBody => return Lookup::NeedBody,
-                        Pick::None => {}
-                    }
+            if t.regexes.is_empty() {
+                continue;
+            }
+            for e in t.regex_hits(path) {
+                match pick_one(e, facts) {
+                    Pick::Hit(e) => return Lookup::Hit(e, Vec::new()),
+                    Pick::NeedBody => return Lookup::NeedBody,
+                    Pick::None => {}
                 }
             }
         }
@@ -809,6 +979,125 @@ mod tests {
 
     fn hit(r: &Router, verb: Verb, path: &str) -> Option<String> {
         r.lookup(verb, path).map(|e| e.id.to_string())
+    }
+
+    /// Every shape against every path: the one-pass matcher and a matchit
+    /// tree holding that one route agree on the match and the values.
+    #[test]
+    fn shapes_match_as_a_one_route_tree() {
+        let shapes = [
+            "/u/{p0}",
+            "/u/{p0}/orders/{p1}",
+            "/u/{p0}/{*p1}",
+            "/{p0}",
+            "/{p0}/a",
+            "/files/{*p0}",
+            "/img/x{p0}.png",
+            "/img/{p0}.png/{p1}",
+            "/v1/users/{p0}/",
+            "/é/{p0}/ü",
+        ];
+        let paths = [
+            "/",
+            "/u",
+            "/u/",
+            "/u/7",
+            "/u/7/",
+            "/u/7/orders",
+            "/u/7/orders/",
+            "/u/7/orders/9",
+            "/u/7/orders/9/x",
+            "/u/7/x/y/z",
+            "/a",
+            "/a/a",
+            "/b/a",
+            "/files",
+            "/files/",
+            "/files/a",
+            "/files/a/b/c",
+            "/img/x.png",
+            "/img/x1.png",
+            "/img/xy.png/z",
+            "/img/.png/z",
+            "/img/a.png/",
+            "/img/a.png/b",
+            "/v1/users/3/",
+            "/v1/users/3",
+            "/é/ñ/ü",
+            "/é//ü",
+            "/é/ñ/u",
+        ];
+        for shape in shapes {
+            let mut tree = matchit::Router::new();
+            tree.insert(shape, ()).unwrap();
+            for path in paths {
+                let want = tree.at(path).ok().map(|m| {
+                    m.params
+                        .iter()
+                        .map(|(_, v)| v.to_string())
+                        .collect::<Vec<_>>()
+                });
+                let got = match_shape(shape, path)
+                    .map(|v| v.into_iter().map(str::to_string).collect::<Vec<_>>());
+                assert_eq!(got, want, "{shape} against {path}");
+            }
+        }
+    }
+
+    /// With enough regexes to be matched as one set, the order is still the
+    /// rank order: priority, then age; and a regex that needs a condition
+    /// the request lacks lets the next one answer.
+    #[test]
+    fn regex_sets_keep_the_rank_order() {
+        for n in [REGEX_SET_FROM - 3, REGEX_SET_FROM - 2, 40] {
+            let mut list: Vec<EndpointSpec> = (0..n)
+                .map(|i| {
+                    spec(
+                        Verb::Get,
+                        PathSpec::Regex(format!("/r{i}/[0-9]+")),
+                        None,
+                        &format!("r{i}"),
+                    )
+                })
+                .collect();
+            list.push(spec(
+                Verb::Get,
+                PathSpec::Regex("/r1/.*".into()),
+                Some(5),
+                "wide",
+            ));
+            list.push(spec(
+                Verb::Get,
+                PathSpec::Regex("/r2/.+".into()),
+                None,
+                "late",
+            ));
+            let (router, errors) = Router::compile(runtime(list), Arc::default(), None, 1);
+            assert!(errors.is_empty(), "{errors:?}");
+            assert_eq!(
+                router.tables[Verb::Get.index()].regex_set.is_some(),
+                n + 2 >= REGEX_SET_FROM
+            );
+            let body = |path: &str| router.lookup(Verb::Get, path).map(|e| e.id.to_string());
+            // The ids are the positions in the list, from 1.
+            assert_eq!(body("/r0/7").as_deref(), Some("1"));
+            assert_eq!(
+                body("/r1/7").as_deref(),
+                Some(&*(n + 1).to_string()),
+                "priority 5 first"
+            );
+            assert_eq!(body("/r2/7").as_deref(), Some("3"), "older first");
+            assert_eq!(body("/r2/x").as_deref(), Some(&*(n + 2).to_string()));
+            assert_eq!(body("/r3/x"), None);
+            assert_eq!(body("/r3/7/"), None, "anchored");
+        }
+    }
+
+    /// A table entry for a route, or for a bucket, is one cache line.
+    #[test]
+    fn table_entries_are_one_cache_line() {
+        assert_eq!(table::entry_size::<Group>(), 64);
+        assert_eq!(table::entry_size::<Bucket>(), 64);
     }
 
     #[test]
@@ -1037,7 +1326,7 @@ mod tests {
                 .collect();
             shapes.sort_by_key(|s| s.contains("{*"));
             let list = shapes_list(&shapes);
-            let one_set = Templates::build_keyed(&list, 0);
+            let one_set = Templates::build_keyed(&list, 0).0;
             for key_slashes in 1..=3 {
                 let t = Templates::build_with(&list, key_slashes);
                 if t.key_slashes == 0 {
@@ -1064,7 +1353,7 @@ mod tests {
             .map(String::from)
             .into();
         let list = shapes_list(&shapes);
-        let one_set = Templates::build_keyed(&list, 0);
+        let one_set = Templates::build_keyed(&list, 0).0;
         assert_eq!(one_set.rest.len(), 2);
         let t = Templates::build_with(&list, 3);
         assert_eq!(t.key_slashes, 0);
