@@ -2,9 +2,13 @@
 //!
 //! - `lookup/{exact,template,mixed}/N`: `Router::lookup` of a request that
 //!   hits an endpoint, among N endpoints of one mix. The requests cycle
-//!   through a precomputed list of `REQUESTS` paths that aim at endpoints
-//!   spread through the whole table, so that a large table is not served
-//!   from a handful of hot cache lines.
+//!   through `HOT` paths that aim at endpoints picked at random through the
+//!   whole table: the same number of requests for every N, a working set
+//!   that stays in the CPU's caches, so that the figure is the router's own
+//!   work.
+//! - `lookup-spread/{exact,template}/N`: the same with `SPREAD` paths. Among
+//!   100k endpoints they touch more memory than the caches hold, and the
+//!   figure becomes that of the memory: the cost of a cold lookup.
 //! - `lookup/mixed-regex/N`: only the requests that hit a `path_regex`
 //!   endpoint of the mixed table (1% of the requests of `lookup/mixed`).
 //! - `miss/{exact,template,mixed}/N`: a request that matches nothing (404),
@@ -27,20 +31,11 @@ use echo_gateway::router::{Layers, Router, RuntimeEndpoint};
 const LOOKUP_SIZES: [usize; 4] = [10, 1_000, 10_000, 100_000];
 /// Table sizes of the compile benches.
 const COMPILE_SIZES: [usize; 3] = [1_000, 10_000, 100_000];
-/// How many request paths a lookup bench cycles through, unless the
-/// environment variable `ROUTER_BENCH_REQUESTS` says otherwise (rounded up
-/// to a power of two, so that the cycling costs one `&`). The more distinct
-/// endpoints a bench touches, the less of a large table stays in cache.
-const REQUESTS: usize = 4096;
-
-fn requests_len() -> usize {
-    std::env::var("ROUTER_BENCH_REQUESTS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(REQUESTS)
-        .max(1)
-        .next_power_of_two()
-}
+/// How many request paths a lookup bench cycles through (powers of two, so
+/// that the cycling costs one `&`). The more distinct endpoints a bench
+/// touches, the less of a large table stays in cache.
+const HOT: usize = 64;
+const SPREAD: usize = 4096;
 
 const AREAS: [&str; 8] = [
     "api", "internal", "partner", "admin", "mobile", "public", "billing", "v2",
@@ -192,13 +187,13 @@ impl Spread {
     }
 }
 
-/// `requests_len()` endpoint indices spread through a table of `n`,
-/// restricted to endpoints for which `keep` holds.
-fn targets(n: usize, keep: impl Fn(usize) -> bool) -> Vec<usize> {
+/// `count` endpoint indices spread through a table of `n`, restricted to
+/// endpoints for which `keep` holds.
+fn targets(n: usize, count: usize, keep: impl Fn(usize) -> bool) -> Vec<usize> {
     let eligible: Vec<usize> = (0..n).filter(|&i| keep(i)).collect();
     assert!(!eligible.is_empty());
     let mut spread = Spread(0x9E37_79B9_7F4A_7C15 ^ n as u64);
-    (0..requests_len())
+    (0..count)
         .map(|_| eligible[spread.below(eligible.len())])
         .collect()
 }
@@ -237,30 +232,35 @@ fn lookups(c: &mut Criterion) {
         for n in LOOKUP_SIZES {
             let router = compile(layers(mix, n));
 
-            let hits = targets(n, |_| true);
-            let requests: Vec<String> = hits
-                .iter()
-                .map(|&i| request_path(mix.kind(i, n), i))
-                .collect();
-            let expected: Vec<Option<usize>> = hits.iter().map(|&i| Some(i)).collect();
-            bench_requests(
-                c,
-                &format!("lookup/{}", mix.name()),
-                &router,
-                n,
-                &requests,
-                &expected,
-            );
+            for (count, group) in [(HOT, "lookup"), (SPREAD, "lookup-spread")] {
+                if count == SPREAD && matches!(mix, Mix::Mixed) {
+                    continue;
+                }
+                let hits = targets(n, count, |_| true);
+                let requests: Vec<String> = hits
+                    .iter()
+                    .map(|&i| request_path(mix.kind(i, n), i))
+                    .collect();
+                let expected: Vec<Option<usize>> = hits.iter().map(|&i| Some(i)).collect();
+                bench_requests(
+                    c,
+                    &format!("{group}/{}", mix.name()),
+                    &router,
+                    n,
+                    &requests,
+                    &expected,
+                );
+            }
 
             if matches!(mix, Mix::Mixed) {
-                let hits = targets(n, |i| mix.kind(i, n) == Kind::Regex);
+                let hits = targets(n, HOT, |i| mix.kind(i, n) == Kind::Regex);
                 let requests: Vec<String> =
                     hits.iter().map(|&i| request_path(Kind::Regex, i)).collect();
                 let expected: Vec<Option<usize>> = hits.iter().map(|&i| Some(i)).collect();
                 bench_requests(c, "lookup/mixed-regex", &router, n, &requests, &expected);
             }
 
-            let misses = targets(n, |_| true);
+            let misses = targets(n, HOT, |_| true);
             let requests: Vec<String> = misses.iter().map(|&i| miss_path(i)).collect();
             bench_requests(
                 c,
