@@ -244,9 +244,11 @@ struct Templates {
     /// Templates served (shadowed ones are not).
     len: usize,
     /// Every template in rank order, kept when the endpoints of some route
-    /// all have conditions: when they turn a request away, the tree hides
-    /// the less specific routes that match it, and they are searched here.
-    conditional: Vec<(String, Group)>,
+    /// all have conditions, or when some templates conflict. When a route
+    /// turns a request away, its tree hides the less specific routes that
+    /// match it; when routes of several trees match, the trees cannot tell
+    /// which is the most specific. Both are settled here.
+    all: Vec<(String, Group)>,
 }
 
 /// The templates under one bucket key.
@@ -276,13 +278,13 @@ impl Templates {
 
     /// Buckets on `key_slashes` slashes, unless some templates conflict.
     fn build_with(list: &[(String, Group)], key_slashes: usize) -> Templates {
-        let (mut t, conflicts) = Templates::build_keyed(list, key_slashes);
+        let (mut t, mut conflicts) = Templates::build_keyed(list, key_slashes);
         if key_slashes > 0 && conflicts {
-            t = Templates::build_keyed(list, 0).0;
+            (t, conflicts) = Templates::build_keyed(list, 0);
         }
         let can_refuse = |g: &Group| g.iter().all(|e| e.conditions.is_some());
-        if list.iter().any(|(_, g)| can_refuse(g)) {
-            t.conditional = list.to_vec();
+        if conflicts || list.iter().any(|(_, g)| can_refuse(g)) {
+            t.all = list.to_vec();
         }
         t
     }
@@ -379,18 +381,19 @@ impl Templates {
         };
         match found {
             TreeMatch::Found(found) => found,
-            TreeMatch::Refused => self.find_past_refusals(path, facts),
+            TreeMatch::Unsettled => self.find_in_all(path, facts),
             TreeMatch::Miss => Lookup::Miss,
         }
     }
 
     /// Every template that matches `path`, the most specific first, until
-    /// one of them accepts the request. Only after a route whose conditions
-    /// all failed: it may hide less specific routes of its tree.
+    /// one of them accepts the request. Only when the trees cannot settle
+    /// it: after a route whose conditions all failed, or when routes of
+    /// several trees matched.
     #[cold]
-    fn find_past_refusals<'a>(&'a self, path: &str, facts: &Facts<'_>) -> Lookup<'a> {
+    fn find_in_all<'a>(&'a self, path: &str, facts: &Facts<'_>) -> Lookup<'a> {
         let mut candidates: Vec<(&str, &Group, Vec<&str>)> = self
-            .conditional
+            .all
             .iter()
             .filter_map(|(shape, g)| Some((shape.as_str(), g, match_shape(shape, path)?)))
             .collect();
@@ -426,15 +429,16 @@ fn one_match<'a>(group: &'a Group, shape: &[u8], path: &str, facts: &Facts<'_>) 
             TreeMatch::Found(Lookup::Hit(e, named_params(e, values.into_iter())))
         }
         Pick::NeedBody => TreeMatch::Found(Lookup::NeedBody),
-        Pick::None => TreeMatch::Refused,
+        Pick::None => TreeMatch::Unsettled,
     }
 }
 
 /// What one set of trees says about a request.
 enum TreeMatch<'a> {
     Found(Lookup<'a>),
-    /// A route matched, and all its endpoints turned the request away.
-    Refused,
+    /// A route matched and all its endpoints turned the request away, or
+    /// routes of several trees matched: every template must be searched.
+    Unsettled,
     Miss,
 }
 
@@ -444,18 +448,22 @@ fn first_match<'a>(
     path: &str,
     facts: &Facts<'_>,
 ) -> TreeMatch<'a> {
-    for tree in trees {
-        let Ok(m) = tree.at(path) else { continue };
-        match pick(m.value, facts) {
-            Pick::Hit(e) => {
-                let params = named_params(e, m.params.iter().map(|(_, v)| v));
-                return TreeMatch::Found(Lookup::Hit(e, params));
-            }
-            Pick::NeedBody => return TreeMatch::Found(Lookup::NeedBody),
-            Pick::None => return TreeMatch::Refused,
-        }
+    let mut matches = trees.iter().filter_map(|tree| tree.at(path).ok());
+    let Some(m) = matches.next() else {
+        return TreeMatch::Miss;
+    };
+    // Conflicting templates, in later trees, may be more specific.
+    if matches.next().is_some() {
+        return TreeMatch::Unsettled;
     }
-    TreeMatch::Miss
+    match pick(m.value, facts) {
+        Pick::Hit(e) => {
+            let params = named_params(e, m.params.iter().map(|(_, v)| v));
+            TreeMatch::Found(Lookup::Hit(e, params))
+        }
+        Pick::NeedBody => TreeMatch::Found(Lookup::NeedBody),
+        Pick::None => TreeMatch::Unsettled,
+    }
 }
 
 /// The template parameters of a hit, named, when the endpoint renders a template.
@@ -1044,6 +1052,34 @@ mod tests {
         }
     }
 
+    /// Templates that no one tree can hold together still follow the
+    /// tree's order: a static segment beats a parameter, which beats a
+    /// catch-all, segment by segment from the left.
+    #[test]
+    fn conflicting_templates_keep_the_most_specific_first() {
+        let t = |p: &str| PathSpec::Template(p.into());
+        let list = vec![
+            spec(Verb::Get, t("/{a}/a"), None, "param then a"),
+            spec(Verb::Get, t("/b/{x}"), None, "b then param"),
+            spec(Verb::Get, t("/b/{*rest}"), None, "b then catch-all"),
+        ];
+        let (router, errors) = Router::compile(runtime(list), Arc::default(), None, 1);
+        assert!(errors.is_empty(), "{errors:?}");
+        let get = &router.tables[Verb::Get.index()].templates;
+        assert!(get.rest.len() > 1, "the test needs conflicting templates");
+        let id = |path: &str| router.lookup(Verb::Get, path).map(|e| e.id.to_string());
+        assert_eq!(
+            id("/b/a").as_deref(),
+            Some("2"),
+            "static b beats {{a}}, {{x}} beats {{*rest}}"
+        );
+        assert_eq!(id("/c/a").as_deref(), Some("1"));
+        assert_eq!(id("/b/a/c").as_deref(), Some("3"));
+        assert_eq!(id("/b/c/d/e").as_deref(), Some("3"));
+        assert_eq!(id("/c/d"), None);
+        assert_eq!(id("/b"), None);
+    }
+
     /// With enough regexes to be matched as one set, the order is still the
     /// rank order: priority, then age; and a regex that needs a condition
     /// the request lacks lets the next one answer.
@@ -1326,7 +1362,7 @@ mod tests {
                 .collect();
             shapes.sort_by_key(|s| s.contains("{*"));
             let list = shapes_list(&shapes);
-            let one_set = Templates::build_keyed(&list, 0).0;
+            let one_set = Templates::build_with(&list, 0);
             for key_slashes in 1..=3 {
                 let t = Templates::build_with(&list, key_slashes);
                 if t.key_slashes == 0 {
@@ -1339,26 +1375,37 @@ mod tests {
                     let want = one_set.lookup(path).map(|e| e.id.to_string());
                     let got = t.lookup(path).map(|e| e.id.to_string());
                     assert_eq!(got, want, "{path} in {shapes:?}, {key_slashes} slashes");
+                    // The most specific of all the templates that match.
+                    let best = shapes
+                        .iter()
+                        .filter(|s| match_shape(s, path).is_some())
+                        .min_by(|a, b| specificity(a, b));
+                    assert_eq!(
+                        want.as_deref(),
+                        best.map(String::as_str),
+                        "{path} in {shapes:?}"
+                    );
                 }
             }
         }
         assert!(bucketed_sets > 100 && kept_whole > 100);
     }
 
-    /// With conflicting templates, a bucket would search `/a/b/{*p0}`
-    /// before the tree of `/a/{p0}/{*p1}`: such a table is kept whole.
+    /// With conflicting templates a table is kept whole, and a path that
+    /// routes of several trees match goes to the most specific of them:
+    /// `/a/b/{*p0}` (static `b`) before `/a/{p0}/{*p1}`.
     #[test]
     fn conflicting_templates_are_not_bucketed() {
         let shapes: Vec<String> = ["/a/b/{p0}", "/a/{p0}/{*p1}", "/a/b/{*p0}"]
             .map(String::from)
             .into();
         let list = shapes_list(&shapes);
-        let one_set = Templates::build_keyed(&list, 0).0;
+        let one_set = Templates::build_with(&list, 0);
         assert_eq!(one_set.rest.len(), 2);
         let t = Templates::build_with(&list, 3);
         assert_eq!(t.key_slashes, 0);
         let id = |t: &Templates| t.lookup("/a/b/c/d").map(|e| e.id.to_string());
-        assert_eq!(id(&t).as_deref(), Some("/a/{p0}/{*p1}"));
+        assert_eq!(id(&t).as_deref(), Some("/a/b/{*p0}"));
         assert_eq!(id(&t), id(&one_set));
     }
 
