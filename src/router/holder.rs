@@ -333,6 +333,7 @@ impl Gateway {
         let current = self.router.load_full();
         let (upstreams, fallback) = upstream_table(&config);
         let runtime = current.layers.runtime.as_ref().clone();
+        let started = std::time::Instant::now();
         if let Ok(router) = Self::build(
             &self.hits,
             &current,
@@ -342,11 +343,18 @@ impl Gateway {
             fallback,
             None,
         ) {
+            let compile_ms = started.elapsed().as_secs_f64() * 1e3;
             let endpoints = router.layers.files.len();
             self.swap(router);
             self.metrics.reloads_ok.inc();
             self.metrics.config_errors.set(0);
-            tracing::info!(files = config.files.len(), endpoints, digest = %config.digest, "config reloaded");
+            tracing::info!(
+                files = config.files.len(),
+                endpoints,
+                compile_ms = (compile_ms * 10.0).round() / 10.0,
+                digest = %config.digest,
+                "config reloaded"
+            );
             *self
                 .status
                 .lock()
