@@ -1085,3 +1085,65 @@ response = {{ code = 200, proxy = "backend", body_file = "b.json" }}
     .await;
     assert_eq!(status, 201, "{body}");
 }
+
+/// Every response carries one current `Date` and one `Connection` that says
+/// what the server does with the connection, whatever the canned header
+/// holds.
+#[test]
+fn date_and_connection_are_set_per_response() {
+    let gw = from_file(
+        r#"
+[[endpoints]]
+verb = "GET"
+path = "/plain"
+[endpoints.response]
+code = 200
+headers = { "Content-Type" = "text/plain", "X-One" = "1" }
+body = "plain"
+"#,
+    );
+    let header_values = |raw: &str, name: &str| -> Vec<String> {
+        raw.split("\r\n\r\n")
+            .next()
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
+            .collect()
+    };
+    let year = chrono::Utc::now().format("%Y").to_string();
+    // Two requests, one after the other, on one connection.
+    let mut conn = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut responses = Vec::new();
+    for request in [
+        "GET /plain HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /plain HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    ] {
+        conn.write_all(request.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).ends_with("\r\n\r\nplain") {
+            let n = conn.read(&mut buf).unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        responses.push(String::from_utf8(got).unwrap());
+    }
+    for (raw, connection) in responses.iter().zip(["keep-alive", "close"]) {
+        let dates = header_values(raw, "date");
+        assert_eq!(dates.len(), 1, "{raw}");
+        assert!(
+            dates[0].contains(&year) && dates[0].ends_with("GMT"),
+            "{raw}"
+        );
+        assert_eq!(header_values(raw, "connection"), vec![connection], "{raw}");
+        assert_eq!(header_values(raw, "x-one"), vec!["1"], "{raw}");
+        assert_eq!(header_values(raw, "content-length"), vec!["5"], "{raw}");
+    }
+    let old = raw_request(gw.port, "GET /plain HTTP/1.0\r\n\r\n");
+    assert!(old.starts_with("HTTP/1.1 200"), "{old}");
+    assert_eq!(header_values(&old, "connection"), vec!["close"], "{old}");
+    assert!(old.ends_with("\r\n\r\nplain"), "{old}");
+}

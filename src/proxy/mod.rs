@@ -543,7 +543,8 @@ fn json_header(
     len: usize,
     extra: &[(&'static str, String)],
 ) -> ResponseHeader {
-    let mut h = ResponseHeader::build(status, Some(extra.len() + 2))
+    // Room for the `Date` and `Connection` the session adds.
+    let mut h = ResponseHeader::build(status, Some(extra.len() + 4))
         .unwrap_or_else(|_| error_resp::gen_error_response(500));
     let _ = h.insert_header("Content-Type", content_type);
     let _ = h.insert_header("Content-Length", len.to_string());
