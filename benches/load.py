@@ -319,6 +319,9 @@ def throughput(args, binary, tmp, procs):
         ("404 miss", "/nothing/here", "nginx", "echo", 404),
         ("pass-through", "/api/orders/1", "nginx_proxy", "sidecar", 200),
     ]
+    if args.scenarios:
+        keep = [k.strip() for k in args.scenarios.split(",")]
+        scenarios = [s for s in scenarios if any(k in s[0] for k in keep)]
     for _, path, ref, ours, status in scenarios:
         check_body(ports[ref], path, status)
         check_body(ports[ours], path, status)
@@ -492,6 +495,7 @@ def main():
         default="throughput,memory,creates",
         help="comma-separated: throughput, memory, creates",
     )
+    ap.add_argument("--scenarios", help="comma-separated parts of scenario names (default: all)")
     ap.add_argument("--creates-existing", default="1000,100000", help="existing endpoints for the creates section")
     args = ap.parse_args()
 

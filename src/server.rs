@@ -40,6 +40,9 @@ pub fn run(config: Config, paths: Vec<PathBuf>, overrides: Overrides) -> anyhow:
 
     let mut conf = ServerConf {
         threads: cfg.server.threads,
+        // One single-threaded runtime per thread, each with its own
+        // connections, as nginx's workers: no cross-thread wake-ups.
+        work_stealing: false,
         grace_period_seconds: Some(cfg.server.shutdown_grace.as_secs()),
         graceful_shutdown_timeout_seconds: Some(2),
         upgrade_sock: format!("/tmp/echo-gateway-{}.sock", std::process::id()),
