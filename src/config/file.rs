@@ -53,20 +53,37 @@ impl fmt::Display for ConfigErrors {
 struct Source {
     name: String,
     text: String,
+    /// The byte offset at which each line starts, the first line's (0) first.
+    line_starts: Vec<usize>,
     /// Where the files its endpoints name are read from.
     files: FileContext,
 }
 
 impl Source {
+    fn new(name: String, text: String, files: FileContext) -> Source {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Source {
+            name,
+            text,
+            line_starts,
+            files,
+        }
+    }
+
+    /// Line and column (in characters), from 1, of a byte offset: a binary
+    /// search of the line starts, so that a file of 100k endpoints, each
+    /// with a position, loads in linear time.
     fn position(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
-        let before = self.text.get(..offset).unwrap_or(&self.text);
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = before
-            .get(line_start..)
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let line_start = self.line_starts.get(line.wrapping_sub(1)).copied().unwrap_or(0);
+        let col = self
+            .text
+            .get(line_start..offset)
             .map_or(1, |l| l.chars().count() + 1);
-        (line, col)
+        (line.max(1), col)
     }
 
     fn error(&self, d: &Diag) -> ConfigError {
@@ -201,14 +218,14 @@ pub fn load_with(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, Con
                         .and_then(|d| std::fs::canonicalize(d).ok())
                         .unwrap_or_else(|| root.clone());
                     match std::fs::read_to_string(&f) {
-                        Ok(text) => sources.push(Source {
-                            name: f.display().to_string(),
+                        Ok(text) => sources.push(Source::new(
+                            f.display().to_string(),
                             text,
-                            files: FileContext {
+                            FileContext {
                                 dir,
                                 root: root.clone(),
                             },
-                        }),
+                        )),
                         Err(e) => errors.push(ConfigError {
                             file: f.display().to_string(),
                             line: 1,
@@ -878,6 +895,29 @@ pub fn summary(cfg: &Config) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Line and column of every character boundary, as counting from the
+    /// start of the text gives them.
+    #[test]
+    fn positions_are_lines_and_characters() {
+        let text = "a = 1\n\n[é]\nkey = \"ü\" # ß\n\nlast";
+        let src = Source::new(
+            "t.toml".into(),
+            text.into(),
+            FileContext {
+                dir: PathBuf::new(),
+                root: PathBuf::new(),
+            },
+        );
+        for offset in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
+            let before = &text[..offset];
+            let line = before.matches('\n').count() + 1;
+            let start = before.rfind('\n').map_or(0, |i| i + 1);
+            let col = before[start..].chars().count() + 1;
+            assert_eq!(src.position(offset), (line, col), "offset {offset}");
+        }
+        assert_eq!(src.position(text.len() + 10), src.position(text.len()));
+    }
 
     fn load_str(text: &str) -> Result<Config, ConfigErrors> {
         let dir = tempfile::tempdir().unwrap();
