@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify_debouncer_mini::{new_debouncer, notify::RecursiveMode, DebounceEventResult};
+use notify_debouncer_mini::notify::{self, EventKind, RecursiveMode, Watcher};
 
 use crate::config::{self, Overrides};
 use crate::router::Gateway;
@@ -24,9 +24,11 @@ pub fn spawn(
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
 
     // The watcher's thread only signals; loading happens on the runtime.
+    // Accesses are not changes: reading the files to reload them opens them,
+    // and counting that as a change would reload again, without end.
     let watch_tx = tx.clone();
-    let mut debouncer = new_debouncer(DEBOUNCE, move |res: DebounceEventResult| {
-        if res.is_ok() {
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok_and(|e| !matches!(e.kind, EventKind::Access(_))) {
             let _ = watch_tx.send("file change");
         }
     })?;
@@ -40,9 +42,7 @@ pub fn spawn(
                 .filter(|d| !d.as_os_str().is_empty())
                 .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
         };
-        debouncer
-            .watcher()
-            .watch(&dir, RecursiveMode::NonRecursive)?;
+        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
     }
 
     let _guard = rt.enter();
@@ -56,11 +56,13 @@ pub fn spawn(
 
     rt.spawn(async move {
         // Keep the watcher alive as long as this task.
-        let _debouncer = debouncer;
+        let _watcher = watcher;
         let mut last_digest = gw.reload_status().digest;
         // One edit can wake the watcher more than once: report each bad config once.
         let mut last_errors: Vec<config::ConfigError> = Vec::new();
         while let Some(cause) = rx.recv().await {
+            // A burst of writes (an editor's save, a ConfigMap's swap) ends first.
+            tokio::time::sleep(DEBOUNCE).await;
             while rx.try_recv().is_ok() {}
             let loaded = {
                 let paths = paths.clone();

@@ -291,3 +291,51 @@ async fn export_prints_the_runtime_layer_as_a_config_that_serves_the_same() {
     assert_eq!(list["data"][0]["id"], "runtime-1");
     assert_eq!(list["data"][0]["attributes"]["priority"], 3);
 }
+
+/// Reading the files to reload them is no change: after an edit and after
+/// SIGHUP the gateway loads the files once, then stays idle.
+#[tokio::test]
+async fn a_reload_does_not_set_off_another() {
+    // The config directory holds the config only (the log is elsewhere).
+    let conf = tempfile::tempdir().unwrap();
+    replace(conf.path(), "echo.toml", &version(1));
+    let gw = Gateway::start_with(Options {
+        args: vec![
+            "--config".into(),
+            conf.path().display().to_string(),
+            "--store".into(),
+            "memory".into(),
+        ],
+        env: vec![("RUST_LOG".into(), "echo_gateway=debug".into())],
+        ..Options::default()
+    });
+    wait_for_body(&gw, "/v", "v1").await;
+    let loads = |gw: &Gateway| {
+        gw.logs()
+            .lines()
+            .filter(|l| l.contains("reloading config") || l.contains("config unchanged"))
+            .count()
+    };
+    let settled = |gw: &Gateway| {
+        let gw_loads = loads(gw);
+        std::thread::sleep(Duration::from_millis(1500));
+        (gw_loads, loads(gw))
+    };
+
+    replace(conf.path(), "echo.toml", &version(2));
+    wait_for_body(&gw, "/v", "v2").await;
+    let (before, after) = settled(&gw);
+    assert!(before >= 1, "no reload logged:\n{}", gw.logs());
+    assert_eq!(before, after, "the reload went on:\n{}", gw.logs());
+
+    let status = std::process::Command::new("kill")
+        .arg("-HUP")
+        .arg(gw.pid().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(1000));
+    let (before_hup, after_hup) = settled(&gw);
+    assert_eq!(before_hup, after + 1, "SIGHUP loads once:\n{}", gw.logs());
+    assert_eq!(before_hup, after_hup, "the reload went on:\n{}", gw.logs());
+}
