@@ -398,17 +398,22 @@ def memory_and_swap(args, binary, tmp, procs):
     time.sleep(2)
     loaded = rss_kib(p.pid)
 
-    # Reloads of the 100k file (SIGHUP) while wrk loads the gateway.
+    # Five edits of the 100k file (one body changes each time, so that the
+    # whole table is compiled again) while wrk loads the gateway.
     compile_ms = []
     wrk_proc = subprocess.Popen(
-        ["wrk", f"-t{args.threads}", f"-c{args.connections}", "-d12s", f"http://127.0.0.1:{port}/t/777/items"],
+        ["wrk", f"-t{args.threads}", f"-c{args.connections}", "-d15s", f"http://127.0.0.1:{port}/t/777/items"],
         stdout=subprocess.PIPE,
         text=True,
     )
     time.sleep(1)
-    for _ in range(5):
+    text = open(f"{big_dir}/echo.toml").read()
+    for k in range(5):
         seen = len(reload_lines(log))
-        os.kill(p.pid, signal.SIGHUP)
+        edited = text.replace(toml_str(BODY), toml_str(BODY.replace("bench", f"bench-{k}")), 1)
+        with open(f"{big_dir}/.echo.toml.tmp", "w") as f:
+            f.write(edited)
+        os.rename(f"{big_dir}/.echo.toml.tmp", f"{big_dir}/echo.toml")
         deadline = time.monotonic() + 30
         while len(reload_lines(log)) == seen and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -11,6 +11,22 @@ use clap::{Parser, Subcommand};
 use echo_gateway::config::{self, Config, Overrides};
 use echo_gateway::telemetry::{self, LogFormat};
 
+/// jemalloc, which hands freed memory back to the system: loading or
+/// reloading 100k endpoints builds a parse tree several times the size of
+/// what is kept, and the system allocator keeps those pages resident.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read when it starts: a background thread returns
+/// pages freed for a second (dirty) to the system, at once for pages it
+/// has already advised the kernel about (muzzy).
+// SAFETY: `_rjem_malloc_conf` is the symbol jemalloc reads its options from,
+// a pointer to a NUL-terminated string; a `&[u8]` starts with that pointer,
+// and the bytes are 'static and end in NUL. Nothing else defines the symbol.
+#[allow(unsafe_code, non_upper_case_globals)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 #[derive(Parser)]
 #[command(
     name = "echo-gateway",

@@ -78,7 +78,11 @@ impl Source {
     fn position(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&start| start <= offset);
-        let line_start = self.line_starts.get(line.wrapping_sub(1)).copied().unwrap_or(0);
+        let line_start = self
+            .line_starts
+            .get(line.wrapping_sub(1))
+            .copied()
+            .unwrap_or(0);
         let col = self
             .text
             .get(line_start..offset)
@@ -433,6 +437,7 @@ pub fn load_with(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, Con
 
     errors.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
     if errors.is_empty() {
+        cfg.endpoints.shrink_to_fit();
         Ok(cfg)
     } else {
         Err(ConfigErrors(errors))

@@ -62,7 +62,7 @@ pub fn answer(
         Action::Proxy(u) => return Answer::Proxy(u.clone()),
         Action::Respond(c) => c,
     };
-    let mut header = canned.header.clone();
+    let mut header = ResponseHeader::clone(&canned.header);
     let body = match &e.template {
         None => canned.body.clone(),
         Some(t) => match t.render(&request_view(req, facts, params)) {

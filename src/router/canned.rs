@@ -1,22 +1,72 @@
 //! A canned response, prepared once when the router is compiled: the header
 //! block with its `Content-Length`, and the body as shared bytes.
 
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
 use bytes::Bytes;
+use hashbrown::HashTable;
 use pingora::http::ResponseHeader;
 
 use crate::config::ResponseSpec;
 
 #[derive(Debug)]
 pub struct Canned {
-    pub header: ResponseHeader,
+    /// Shared by the endpoints of a router whose status, headers and body
+    /// length are the same: a header block takes about a kilobyte.
+    pub header: Arc<ResponseHeader>,
     pub body: Bytes,
 }
 
 impl Canned {
-    pub fn new(spec: &ResponseSpec) -> Canned {
+    pub fn new(spec: &ResponseSpec, headers: &mut SharedHeaders) -> Canned {
         let body = Bytes::from(spec.body.clone().into_bytes());
-        let header = build_header(spec.code, &spec.headers, body.len());
+        let header = headers.get(spec.code, &spec.headers, body.len());
         Canned { header, body }
+    }
+}
+
+/// The header blocks built while compiling one router, each once.
+#[derive(Default)]
+pub struct SharedHeaders {
+    table: HashTable<Shared>,
+    hasher: foldhash::fast::FixedState,
+}
+
+/// A header block and what it was built from.
+struct Shared {
+    code: u16,
+    headers: Vec<(String, String)>,
+    body_len: usize,
+    header: Arc<ResponseHeader>,
+}
+
+impl SharedHeaders {
+    pub fn get(
+        &mut self,
+        code: u16,
+        headers: &[(String, String)],
+        body_len: usize,
+    ) -> Arc<ResponseHeader> {
+        let key = self.hasher.hash_one((code, headers, body_len));
+        let found = self.table.find(key, |s| {
+            s.code == code && s.headers == headers && s.body_len == body_len
+        });
+        if let Some(s) = found {
+            return s.header.clone();
+        }
+        let header = Arc::new(build_header(code, headers, body_len));
+        let shared = Shared {
+            code,
+            headers: headers.to_vec(),
+            body_len,
+            header: header.clone(),
+        };
+        let hasher = &self.hasher;
+        self.table.insert_unique(key, shared, |s| {
+            hasher.hash_one((s.code, s.headers.as_slice(), s.body_len))
+        });
+        header
     }
 }
 
@@ -49,4 +99,37 @@ fn unreachable_header() -> ResponseHeader {
     let (mut parts, ()) = http::Response::new(()).into_parts();
     parts.status = http::StatusCode::INTERNAL_SERVER_ERROR;
     ResponseHeader::from(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_headers_are_built_once() {
+        let mut shared = SharedHeaders::default();
+        let json = vec![("Content-Type".to_string(), "application/json".to_string())];
+        let a = shared.get(200, &json, 10);
+        assert!(Arc::ptr_eq(&a, &shared.get(200, &json, 10)));
+        for other in [
+            shared.get(201, &json, 10),
+            shared.get(200, &json, 11),
+            shared.get(200, &[], 10),
+        ] {
+            assert!(!Arc::ptr_eq(&a, &other));
+        }
+        assert_eq!(a.status.as_u16(), 200);
+        assert_eq!(
+            a.headers.get("content-length").map(|v| v.as_bytes()),
+            Some(&b"10"[..])
+        );
+        assert_eq!(
+            a.headers.get("content-type").map(|v| v.as_bytes()),
+            Some(&b"application/json"[..])
+        );
+        assert_eq!(
+            shared.get(204, &json, 0).headers.get("content-length"),
+            None
+        );
+    }
 }

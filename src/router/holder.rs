@@ -86,11 +86,13 @@ fn log_skipped(skipped: &[CompileError]) {
 
 impl Gateway {
     /// Loads the runtime layer from the store and compiles the first router.
-    pub async fn new(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Gateway> {
+    pub async fn new(mut config: Config, store: Arc<dyn Store>) -> anyhow::Result<Gateway> {
         let (upstreams, fallback) = upstream_table(&config);
         let runtime = store.load().await?;
+        // The file endpoints live in the router's layers; the config kept
+        // here is for the settings (and would be stale after a reload).
         let layers = Layers {
-            files: Arc::new(config.endpoints.clone()),
+            files: Arc::new(std::mem::take(&mut config.endpoints)),
             runtime: Arc::new(runtime),
         };
         let hits = HitCounters::default();
@@ -135,6 +137,8 @@ impl Gateway {
         self.router.load()
     }
 
+    /// The settings the gateway started with; its `endpoints` are empty (the
+    /// file endpoints being served are in `current().layers`).
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -328,7 +332,7 @@ impl Gateway {
     /// Swaps in the endpoints and upstreams of a newly loaded configuration,
     /// keeping the runtime layer. Listener, admin and store settings take
     /// effect at the next start.
-    pub async fn reload(&self, config: Config) {
+    pub async fn reload(&self, mut config: Config) {
         let _w = self.write_lock.lock().await;
         let current = self.router.load_full();
         let (upstreams, fallback) = upstream_table(&config);
@@ -337,7 +341,7 @@ impl Gateway {
         if let Ok(router) = Self::build(
             &self.hits,
             &current,
-            Arc::new(config.endpoints.clone()),
+            Arc::new(std::mem::take(&mut config.endpoints)),
             runtime,
             upstreams,
             fallback,

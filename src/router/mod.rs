@@ -52,9 +52,11 @@ pub struct Endpoint {
     pub id: Arc<str>,
     pub action: Action,
     /// Conditions beyond verb and path; `None` accepts every request.
-    pub conditions: Option<Conditions>,
+    /// (Boxed, as the template: most endpoints have neither, and an
+    /// endpoint among 100k stays small.)
+    pub conditions: Option<Box<Conditions>>,
     /// Renders the body per request instead of the canned one.
-    pub template: Option<BodyTemplate>,
+    pub template: Option<Box<BodyTemplate>>,
     /// The template's parameter names, in path order.
     pub param_names: Vec<String>,
     pub delay: Option<Delay>,
@@ -81,8 +83,14 @@ impl Endpoint {
                 return Accept::No;
             }
         }
-        let body_conditions = self.conditions.as_ref().is_some_and(Conditions::needs_body);
-        let renders_body = self.template.as_ref().is_some_and(BodyTemplate::reads_body);
+        let body_conditions = self
+            .conditions
+            .as_deref()
+            .is_some_and(Conditions::needs_body);
+        let renders_body = self
+            .template
+            .as_deref()
+            .is_some_and(BodyTemplate::reads_body);
         if !body_conditions && !renders_body {
             return Accept::Yes;
         }
@@ -120,7 +128,7 @@ impl Group {
             && first.conditions.is_none()
             && !first
                 .template
-                .as_ref()
+                .as_deref()
                 .is_some_and(BodyTemplate::reads_body);
         Some(Group { first, rest, plain })
     }
@@ -709,8 +717,10 @@ impl Router {
         let mut shapes: [Vec<(String, Vec<Arc<Endpoint>>)>; 9] = Default::default();
         let mut shape_at: [HashMap<String, usize>; 9] = Default::default();
         let mut tables: [MethodTable; 9] = Default::default();
+        let mut headers = canned::SharedHeaders::default();
         for e in entries {
-            let endpoint = match compile_endpoint(&e, &upstreams, hits.counter(&e.id)) {
+            let endpoint = match compile_endpoint(&e, &upstreams, hits.counter(&e.id), &mut headers)
+            {
                 Ok(x) => Arc::new(x),
                 Err(message) => {
                     errors.push(CompileError {
@@ -856,6 +866,7 @@ fn compile_endpoint(
     e: &Entry<'_>,
     upstreams: &HashMap<String, Arc<Upstream>>,
     hits: Arc<AtomicU64>,
+    headers: &mut canned::SharedHeaders,
 ) -> Result<Endpoint, String> {
     let r = &e.spec.response;
     let action = match &r.proxy {
@@ -863,7 +874,7 @@ fn compile_endpoint(
             Some(u) => Action::Proxy(u.clone()),
             None => return Err(format!("response.proxy names an unknown upstream `{name}`")),
         },
-        None => Action::Respond(Canned::new(r)),
+        None => Action::Respond(Canned::new(r, headers)),
     };
     let template = match &r.template {
         Some(src) => Some(
@@ -879,8 +890,12 @@ fn compile_endpoint(
     Ok(Endpoint {
         id: Arc::from(e.id.as_str()),
         action,
-        conditions: e.spec.conditions.as_ref().map(Conditions::compile),
-        template,
+        conditions: e
+            .spec
+            .conditions
+            .as_ref()
+            .map(|c| Box::new(Conditions::compile(c))),
+        template: template.map(Box::new),
         param_names,
         delay: r.delay,
         fault: r.fault,
@@ -1297,12 +1312,13 @@ mod tests {
             proxy: None,
             ..ResponseSpec::default()
         };
+        let mut headers = canned::SharedHeaders::default();
         shapes
             .iter()
             .map(|s| {
                 let e = Endpoint {
                     id: Arc::from(s.as_str()),
-                    action: Action::Respond(Canned::new(&response)),
+                    action: Action::Respond(Canned::new(&response, &mut headers)),
                     conditions: None,
                     template: None,
                     param_names: Vec::new(),
