@@ -1,6 +1,11 @@
 //! Pass-through to a named upstream: the peer, the request as it goes out,
 //! and the JSON error a client gets when the upstream fails (502, 504).
 
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
@@ -11,11 +16,7 @@ use crate::config::Upstream;
 
 /// The peer for an upstream; the host name is resolved here, without blocking.
 pub async fn peer(u: &Upstream) -> Result<Box<HttpPeer>> {
-    let addr = match tokio::net::lookup_host((u.host.as_str(), u.port)).await {
-        Ok(mut addrs) => addrs.next(),
-        Err(_) => None,
-    };
-    let Some(addr) = addr else {
+    let Some(addr) = resolve(&u.host, u.port).await else {
         return Error::e_explain(
             ErrorType::ConnectNoRoute,
             format!("cannot resolve the upstream host `{}`", u.host),
@@ -33,6 +34,56 @@ pub async fn peer(u: &Upstream) -> Result<Box<HttpPeer>> {
     peer.options.verify_cert = u.verify_tls;
     peer.options.verify_hostname = u.verify_tls;
     Ok(Box::new(peer))
+}
+
+/// How long a looked-up address serves before the name is looked up again
+/// (Envoy's default DNS refresh rate).
+const DNS_TTL: Duration = Duration::from_secs(5);
+
+/// Host name -> (port, address, when it was looked up).
+type Resolved = HashMap<String, (u16, SocketAddr, Instant)>;
+
+fn resolved() -> &'static Mutex<Resolved> {
+    static RESOLVED: OnceLock<Mutex<Resolved>> = OnceLock::new();
+    RESOLVED.get_or_init(Mutex::default)
+}
+
+/// The address of `host`: an IP literal as it is; a name from a lookup at
+/// most `DNS_TTL` old. A lookup runs on the blocking pool, so not on every
+/// request; when it fails, the last address known serves on (as Envoy keeps
+/// its last hosts) rather than failing every request.
+async fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Some(SocketAddr::new(ip, port));
+    }
+    let known = resolved()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(host)
+        .filter(|(p, ..)| *p == port)
+        .map(|&(_, addr, at)| (addr, at));
+    if let Some((addr, at)) = known {
+        if at.elapsed() < DNS_TTL {
+            return Some(addr);
+        }
+    }
+    let looked_up = match tokio::net::lookup_host((host, port)).await {
+        Ok(mut addrs) => addrs.next(),
+        Err(e) => {
+            tracing::warn!(host, error = %e, "upstream host lookup failed");
+            None
+        }
+    };
+    match looked_up {
+        Some(addr) => {
+            resolved()
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(host.to_string(), (port, addr, Instant::now()));
+            Some(addr)
+        }
+        None => known.map(|(addr, _)| addr),
+    }
 }
 
 /// The `Host` header becomes the upstream's authority, unless the upstream
@@ -99,4 +150,58 @@ pub fn error_response(u: Option<&Upstream>, e: &Error) -> (u16, Bytes) {
         tracing::warn!(upstream = %name, status, error = %e, "pass-through failed");
     }
     (status, error_document(status, code, &detail, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remember(host: &str, port: u16, addr: &str, age: Duration) {
+        let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+        resolved()
+            .lock()
+            .unwrap()
+            .insert(host.into(), (port, addr.parse().unwrap(), at));
+    }
+
+    #[tokio::test]
+    async fn ip_literals_need_no_lookup() {
+        assert_eq!(
+            resolve("127.0.0.1", 81).await,
+            Some("127.0.0.1:81".parse().unwrap())
+        );
+        assert_eq!(resolve("::1", 82).await, Some("[::1]:82".parse().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn a_fresh_address_serves_without_a_lookup() {
+        // `.invalid` never resolves (RFC 2606): an answer comes from the cache.
+        remember("fresh.echo.invalid", 80, "10.1.2.3:80", Duration::ZERO);
+        assert_eq!(
+            resolve("fresh.echo.invalid", 80).await,
+            Some("10.1.2.3:80".parse().unwrap())
+        );
+        // Another port is another entry: looked up, and not found.
+        assert_eq!(resolve("fresh.echo.invalid", 81).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_stale_address_is_looked_up_again_and_kept_if_the_lookup_fails() {
+        remember("stale.echo.invalid", 80, "10.9.9.9:80", DNS_TTL * 2);
+        assert_eq!(
+            resolve("stale.echo.invalid", 80).await,
+            Some("10.9.9.9:80".parse().unwrap())
+        );
+        assert_eq!(resolve("never.echo.invalid", 80).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_name_is_looked_up_and_remembered() {
+        let addr = resolve("localhost", 8099)
+            .await
+            .expect("localhost resolves");
+        assert!(addr.ip().is_loopback() && addr.port() == 8099);
+        let (_, cached, _) = resolved().lock().unwrap()["localhost"];
+        assert_eq!(cached, addr);
+    }
 }
