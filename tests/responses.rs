@@ -1147,3 +1147,42 @@ body = "plain"
     assert_eq!(header_values(&old, "connection"), vec!["close"], "{old}");
     assert!(old.ends_with("\r\n\r\nplain"), "{old}");
 }
+
+/// Requests sent one after the other without waiting (HTTP/1.1 pipelining),
+/// a POST with a body among them, are all answered, in order, on the one
+/// connection.
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let gw = from_file(
+        r#"
+[[endpoints]]
+verb = "GET"
+path = "/p/{n}"
+[endpoints.response]
+code = 200
+template = "get {{ request.params.n }}"
+
+[[endpoints]]
+verb = "POST"
+path = "/p"
+[endpoints.response]
+code = 201
+body = "posted"
+"#,
+    );
+    let raw = raw_request(
+        gw.port,
+        "GET /p/1 HTTP/1.1\r\nHost: a\r\n\r\n\
+         POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello\
+         GET /p/2 HTTP/1.1\r\nHost: a\r\n\r\n\
+         GET /p/3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    let bodies: Vec<&str> = raw
+        .split("HTTP/1.1 ")
+        .skip(1)
+        .map(|r| r.split("\r\n\r\n").nth(1).unwrap_or_default())
+        .collect();
+    assert_eq!(bodies, ["get 1", "posted", "get 2", "get 3"], "{raw}");
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert_eq!(raw.matches("HTTP/1.1 201").count(), 1, "{raw}");
+}

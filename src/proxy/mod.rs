@@ -382,6 +382,11 @@ impl ProxyHttp for EchoProxy {
         if session.get_keepalive().is_some() {
             session.set_keepalive(Some(self.keepalive_secs));
         }
+        // A request sent before the previous answer (HTTP/1.1 pipelining) is
+        // answered in turn, as nginx does, not dropped with the connection.
+        if let pingora::protocols::http::ServerSession::H1(h1) = session.as_downstream_mut() {
+            h1.set_pipelining_enabled(true);
+        }
         let req = session.req_header();
         let head = req.method == Method::HEAD;
         let path = req.uri.path();
