@@ -35,11 +35,10 @@ impl Outcome {
 pub struct Entry {
     pub seq: u64,
     pub at_ms: u64,
-    /// The request's own method, target and headers, kept as they came
-    /// (shared bytes, not copies: recording costs the hot path little).
-    pub method: http::Method,
-    pub uri: http::Uri,
-    pub headers: http::HeaderMap,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: Vec<(String, String)>,
     /// The body, cut at the journal's limit.
     pub body: Bytes,
     /// The body's full length where it is known.
@@ -49,16 +48,6 @@ pub struct Entry {
     pub outcome: Outcome,
     /// The status sent (0 when the connection was closed without one).
     pub status: u16,
-}
-
-impl Entry {
-    pub fn path(&self) -> &str {
-        self.uri.path()
-    }
-
-    pub fn query(&self) -> Option<&str> {
-        self.uri.query()
-    }
 }
 
 pub struct Journal {
@@ -130,9 +119,10 @@ mod tests {
         Entry {
             seq: 0,
             at_ms: 0,
-            method: http::Method::GET,
-            uri: path.parse().unwrap(),
-            headers: http::HeaderMap::new(),
+            method: "GET".into(),
+            path: path.into(),
+            query: None,
+            headers: vec![],
             body: Bytes::new(),
             body_len: None,
             endpoint: None,
@@ -147,7 +137,7 @@ mod tests {
         for i in 0..5 {
             j.record(entry(&format!("/{i}")));
         }
-        let paths: Vec<String> = j.entries().iter().map(|e| e.path().to_string()).collect();
+        let paths: Vec<String> = j.entries().iter().map(|e| e.path.clone()).collect();
         assert_eq!(paths, ["/2", "/3", "/4"]);
         assert_eq!(j.recorded(), 5);
         j.clear();

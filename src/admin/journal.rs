@@ -37,11 +37,8 @@ impl Filter {
         self.endpoint
             .as_deref()
             .is_none_or(|id| e.endpoint.as_deref() == Some(id))
-            && self
-                .method
-                .as_deref()
-                .is_none_or(|m| e.method.as_str() == m)
-            && self.path.as_deref().is_none_or(|p| e.path() == p)
+            && self.method.as_deref().is_none_or(|m| e.method == m)
+            && self.path.as_deref().is_none_or(|p| e.path == p)
             && (!self.unmatched || e.outcome == Outcome::Unmatched)
     }
 }
@@ -91,17 +88,14 @@ fn resource(gw: &Gateway, e: &Entry) -> Value {
     let headers: serde_json::Map<String, Value> = e
         .headers
         .iter()
-        .map(|(k, v)| {
-            let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-            (k.as_str().to_string(), Value::String(v))
-        })
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
     let truncated = e.body_len.is_some_and(|n| n > e.body.len() as u64);
     let mut attrs = json!({
         "at_unix_ms": e.at_ms,
-        "method": e.method.as_str(),
-        "path": e.path(),
-        "query": e.query(),
+        "method": e.method,
+        "path": e.path,
+        "query": e.query,
         "headers": headers,
         "body": String::from_utf8_lossy(&e.body),
         "body_length": e.body_len,
@@ -120,14 +114,26 @@ fn resource(gw: &Gateway, e: &Entry) -> Value {
 /// The nearest misses of a request that nothing answered, against the router
 /// being served now.
 fn near_misses(gw: &Gateway, e: &Entry, truncated: bool) -> Vec<Value> {
-    let mut facts = Facts::new(e.query(), &e.headers);
+    let mut headers = http::HeaderMap::new();
+    for (k, v) in &e.headers {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            headers.append(k, v);
+        }
+    }
+    let mut facts = Facts::new(e.query.as_deref(), &headers);
     facts.set_body(if truncated {
         Body::TooLarge
     } else {
         Body::Read(e.body.clone())
     });
+    let Ok(method) = http::Method::from_bytes(e.method.as_bytes()) else {
+        return Vec::new();
+    };
     gw.current()
-        .explain(&e.method, e.path(), &facts)
+        .explain(&method, &e.path, &facts)
         .into_iter()
         .map(|m| json!({"endpoint": m.endpoint, "reason": m.reason}))
         .collect()

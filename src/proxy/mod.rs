@@ -87,9 +87,19 @@ impl Record {
             at_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            method: req.method.clone(),
-            uri: req.uri.clone(),
-            headers: req.headers.clone(),
+            method: req.method.to_string(),
+            path: req.uri.path().to_string(),
+            query: req.uri.query().map(str::to_string),
+            headers: req
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
             body: self.body.freeze(),
             body_len: Some(self.body_len),
             endpoint: self.endpoint,
