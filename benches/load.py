@@ -135,24 +135,37 @@ def echo_table_config(port, n, admin_port=None):
     return "\n".join(parts)
 
 
-def nginx_config(tmp, workers, port, proxy_port, upstream_port):
+def nginx_conf(tmp, name, workers, servers):
+    """An nginx config of `workers` workers serving `servers` (the body of
+    its `http` block), with its files under `tmp` named after `name`."""
     return f"""
 daemon off;
 master_process on;
 worker_processes {workers};
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
+pid {tmp}/{name}.pid;
+error_log {tmp}/{name}-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
     keepalive_timeout 60s;
     keepalive_requests 100000000;
-    client_body_temp_path {tmp}/nginx-body;
-    proxy_temp_path {tmp}/nginx-proxy;
-    fastcgi_temp_path {tmp}/nginx-fastcgi;
-    uwsgi_temp_path {tmp}/nginx-uwsgi;
-    scgi_temp_path {tmp}/nginx-scgi;
+    client_body_temp_path {tmp}/{name}-body;
+    proxy_temp_path {tmp}/{name}-proxy;
+    fastcgi_temp_path {tmp}/{name}-fastcgi;
+    uwsgi_temp_path {tmp}/{name}-uwsgi;
+    scgi_temp_path {tmp}/{name}-scgi;
     default_type application/json;
+{servers}
+}}
+"""
+
+
+def nginx_config(tmp, workers, port, proxy_port, upstream_port):
+    return nginx_conf(
+        tmp,
+        "nginx",
+        workers,
+        f"""
     server {{
         listen 127.0.0.1:{port};
         location / {{ return 404 '{BODY}'; }}
@@ -170,35 +183,21 @@ http {{
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }}
-    }}
-}}
-"""
+    }}""",
+    )
 
 
 def nginx_upstream_config(tmp, port):
-    return f"""
-daemon off;
-master_process on;
-worker_processes 1;
-pid {tmp}/upstream.pid;
-error_log {tmp}/upstream-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    keepalive_timeout 60s;
-    keepalive_requests 100000000;
-    client_body_temp_path {tmp}/up-body;
-    proxy_temp_path {tmp}/up-proxy;
-    fastcgi_temp_path {tmp}/up-fastcgi;
-    uwsgi_temp_path {tmp}/up-uwsgi;
-    scgi_temp_path {tmp}/up-scgi;
-    default_type application/json;
+    return nginx_conf(
+        tmp,
+        "upstream",
+        1,
+        f"""
     server {{
         listen 127.0.0.1:{port};
         location / {{ return 200 '{BODY}'; }}
-    }}
-}}
-"""
+    }}""",
+    )
 
 
 # --- wrk ---------------------------------------------------------------------
@@ -209,6 +208,17 @@ UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 def parse_latency(text):
     m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
     return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
+
+
+def wrk_counts(out):
+    """Requests, non-2xx/3xx responses and socket errors in wrk's output."""
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return (
+        int(re.search(r"(\d+) requests in", out).group(1)),
+        int(bad.group(1)) if bad else 0,
+        sum(int(x) for x in errors.groups()) if errors else 0,
+    )
 
 
 def wrk(url, args, expect_status):
@@ -223,10 +233,7 @@ def wrk(url, args, expect_status):
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    non2xx = int(bad.group(1)) if bad else 0
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    requests, non2xx, errors = wrk_counts(out)
     if expect_status == 200 and non2xx:
         raise SystemExit(f"{url}: {non2xx} responses were not 2xx/3xx:\n{out}")
     if expect_status == 404 and non2xx != requests:
@@ -235,7 +242,7 @@ def wrk(url, args, expect_status):
         "rps": rps,
         "p50": parse_latency(lat.get("50", "nan")),
         "p99": parse_latency(lat.get("99", "nan")),
-        "errors": sum(int(x) for x in errors.groups()) if errors else 0,
+        "errors": errors,
         "non2xx": non2xx,
         "requests": requests,
     }
@@ -424,10 +431,8 @@ def memory_and_swap(args, binary, tmp, procs):
     out, _ = wrk_proc.communicate()
     after = rss_kib(p.pid)
     procs.stop(p)
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    failed = (int(bad.group(1)) if bad else 0) + (sum(int(x) for x in errors.groups()) if errors else 0)
+    requests, non2xx, errors = wrk_counts(out)
+    failed = non2xx + errors
     return idle, loaded, after, compile_ms, requests, failed
 
 

@@ -808,9 +808,6 @@ impl Router {
             }
         }
         for t in tables.iter().flatten() {
-            if t.regexes.is_empty() {
-                continue;
-            }
             for e in t.regex_hits(path) {
                 match pick_one(e, facts) {
                     Pick::Hit(e) => return Lookup::Hit(e, Vec::new()),
