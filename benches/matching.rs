@@ -69,10 +69,10 @@ fn router() -> Router {
             id: i as u64 + 1,
             spec,
         })
-        .collect();
+        .collect::<Vec<_>>();
     let layers = Layers {
         files: Arc::new(vec![]),
-        runtime: Arc::new(runtime),
+        runtime: runtime.into(),
     };
     Router::compile(layers, Arc::new(HashMap::new()), None, 1).0
 }

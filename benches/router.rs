@@ -161,10 +161,10 @@ fn layers(mix: Mix, n: usize) -> Layers {
                 },
             },
         })
-        .collect();
+        .collect::<Vec<_>>();
     Layers {
         files: Arc::new(vec![]),
-        runtime: Arc::new(runtime),
+        runtime: runtime.into(),
     }
 }
 

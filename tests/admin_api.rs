@@ -2151,3 +2151,76 @@ async fn concurrent_creates_of_distinct_paths_all_succeed() {
         assert_eq!((r.status, r.text()), (200, format!("n{i}")));
     }
 }
+
+/// Many creates (more than a router adds without compiling the whole table
+/// again), with templates, a delete and an update among them: every
+/// endpoint is served, and a create onto a taken route is still refused.
+#[tokio::test]
+async fn many_creates_are_all_served_and_still_conflict() {
+    let gw = Gateway::start();
+    let mut ids = Vec::new();
+    for i in 0..120 {
+        let path = if i % 10 == 9 {
+            format!("/tpl/{i}/{{x}}")
+        } else {
+            format!("/many/{i}")
+        };
+        ids.push(create_id(&gw, "GET", &path, 200, &format!("body {i}")).await);
+    }
+    let deleted = admin(
+        &gw,
+        Method::DELETE,
+        &format!("/endpoints/{}", ids[50]),
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    let moved = patch(
+        &gw,
+        &ids[60],
+        &patch_doc(&ids[60], json!({"path": "/moved"})),
+    )
+    .await;
+    assert_eq!(moved.status, 200, "{}", moved.text());
+    for i in 120..160 {
+        ids.push(create_id(&gw, "GET", &format!("/many/{i}"), 200, &format!("body {i}")).await);
+    }
+
+    for i in 0..160 {
+        let (path, want) = match i {
+            50 => (format!("/many/{i}"), None),
+            60 => ("/moved".to_string(), Some(format!("body {i}"))),
+            _ if i < 120 && i % 10 == 9 => {
+                (format!("/tpl/{i}/anything"), Some(format!("body {i}")))
+            }
+            _ => (format!("/many/{i}"), Some(format!("body {i}"))),
+        };
+        let r = call(&gw, Method::GET, &path).await;
+        match want {
+            Some(body) => {
+                assert_eq!(r.status, 200, "{path}");
+                assert_eq!(r.text(), body, "{path}");
+            }
+            None => assert_eq!(r.status, 404, "{path}"),
+        }
+    }
+    assert_eq!(call(&gw, Method::GET, "/many/60").await.status, 404);
+
+    let taken = admin(
+        &gw,
+        Method::POST,
+        "/endpoints",
+        Some(&doc(attrs("GET", "/many/150", json!({"code": 200})))),
+    )
+    .await;
+    let e = error(&taken, 409, "conflict");
+    assert!(
+        e["detail"].as_str().is_some_and(|d| d.contains(&ids[150])),
+        "{e}"
+    );
+    // The deleted and the moved endpoints' routes are free again.
+    create_id(&gw, "GET", "/many/50", 200, "again").await;
+    create_id(&gw, "GET", "/many/60", 200, "again").await;
+    assert_eq!(call(&gw, Method::GET, "/many/60").await.text(), "again");
+    assert_eq!(list(&gw).await.len(), 161);
+}

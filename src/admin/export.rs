@@ -36,9 +36,9 @@ struct Response<'a> {
 }
 
 /// A config file with the runtime endpoints; ids become `runtime-<id>`.
-pub fn runtime_toml(runtime: &[RuntimeEndpoint]) -> String {
+pub fn runtime_toml<'a>(runtime: impl IntoIterator<Item = &'a RuntimeEndpoint>) -> String {
     let endpoints = runtime
-        .iter()
+        .into_iter()
         .map(|e| {
             let (path, path_regex) = match &e.spec.path {
                 PathSpec::Exact(p) | PathSpec::Template(p) => (Some(p.as_str()), None),

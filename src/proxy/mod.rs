@@ -288,7 +288,7 @@ impl EchoProxy {
             Internal::Export => (
                 200,
                 "application/toml",
-                admin::export::runtime_toml(&self.gw.current().layers.runtime),
+                admin::export::runtime_toml(self.gw.current().layers.runtime.iter()),
             ),
             Internal::Requests(count) => {
                 let req = session.req_header();

@@ -42,7 +42,7 @@ impl Router {
         for (i, table) in self.tables.iter().enumerate() {
             let verb_ok = i == Verb::Any.index() || Some(i) == own;
             let mut groups: Vec<&Group> = Vec::new();
-            if let Some((g, _)) = table.exact.get(path) {
+            if let Some(g) = self.exact(i, path) {
                 groups.push(g);
             }
             groups.extend(table.templates.all_matches(path));

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
-use super::{CompileError, HitCounters, Layers, Router, RuntimeEndpoint};
+use super::{CompileError, HitCounters, Layers, Router, RuntimeEndpoint, RuntimeLayer};
 use crate::config::{Config, ConfigError, EndpointSpec, Upstream};
 use crate::journal::Journal;
 use crate::metrics::Metrics;
@@ -51,13 +51,23 @@ pub struct Gateway {
     store: Arc<dyn Store>,
     /// The configuration the process started with (listeners, admin, store).
     config: Arc<Config>,
-    write_lock: tokio::sync::Mutex<()>,
+    /// Held by every change; guards the conflict keys of the runtime layer.
+    write_lock: tokio::sync::Mutex<Keys>,
     status: Mutex<ReloadStatus>,
     pub metrics: Metrics,
     /// Requests each endpoint answered.
     pub hits: HitCounters,
     /// Recent requests on the mock listener, when the journal is on.
     pub journal: Option<Journal>,
+}
+
+/// The conflict key (`EndpointSpec::conflict_key`) of each endpoint of the
+/// current runtime layer, with its id: a create checks for a conflict
+/// without looking at the other endpoints.
+type Keys = HashMap<String, u64>;
+
+fn keys_of<'a>(runtime: impl Iterator<Item = &'a RuntimeEndpoint>) -> Keys {
+    runtime.map(|e| (e.spec.conflict_key(), e.id)).collect()
 }
 
 /// The named upstreams of a config, shared by the routers built from it.
@@ -89,11 +99,12 @@ impl Gateway {
     pub async fn new(mut config: Config, store: Arc<dyn Store>) -> anyhow::Result<Gateway> {
         let (upstreams, fallback) = upstream_table(&config);
         let runtime = store.load().await?;
+        let keys = keys_of(runtime.iter());
         // The file endpoints live in the router's layers; the config kept
         // here is for the settings (and would be stale after a reload).
         let layers = Layers {
             files: Arc::new(std::mem::take(&mut config.endpoints)),
-            runtime: Arc::new(runtime),
+            runtime: runtime.into(),
         };
         let hits = HitCounters::default();
         let (router, skipped) = Router::compile_counted(layers, upstreams, fallback, 1, &hits);
@@ -121,7 +132,7 @@ impl Gateway {
             router: ArcSwap::from_pointee(router),
             store,
             config: Arc::new(config),
-            write_lock: tokio::sync::Mutex::new(()),
+            write_lock: tokio::sync::Mutex::new(keys),
             status: Mutex::new(status),
             metrics,
         })
@@ -160,15 +171,12 @@ impl Gateway {
         hits: &HitCounters,
         base: &Router,
         files: Arc<Vec<crate::config::FileEndpoint>>,
-        runtime: Vec<RuntimeEndpoint>,
+        runtime: RuntimeLayer,
         upstreams: Upstreams,
         fallback: Option<Arc<Upstream>>,
         written: Option<u64>,
     ) -> Result<Router, WriteError> {
-        let layers = Layers {
-            files,
-            runtime: Arc::new(runtime),
-        };
+        let layers = Layers { files, runtime };
         let (router, skipped) =
             Router::compile_counted(layers, upstreams, fallback, base.generation + 1, hits);
         if let Some(id) = written {
@@ -186,7 +194,7 @@ impl Gateway {
     fn build_runtime(
         &self,
         base: &Router,
-        runtime: Vec<RuntimeEndpoint>,
+        runtime: RuntimeLayer,
         written: Option<u64>,
     ) -> Result<Router, WriteError> {
         Self::build(
@@ -200,8 +208,14 @@ impl Gateway {
         )
     }
 
-    fn swap(&self, router: Router) {
+    /// Serves `router`. After a change that may have removed endpoints,
+    /// their hit counters go too.
+    fn swap(&self, router: Router, removed: bool) {
         self.metrics.observe_router(&router);
+        if !removed {
+            self.router.store(Arc::new(router));
+            return;
+        }
         let live: std::collections::HashSet<String> = router
             .layers
             .files
@@ -214,22 +228,22 @@ impl Gateway {
     }
 
     fn conflict(
-        runtime: &[RuntimeEndpoint],
+        keys: &Keys,
+        key: &str,
         spec: &EndpointSpec,
         except: Option<u64>,
     ) -> Option<WriteError> {
-        let key = spec.conflict_key();
-        runtime
-            .iter()
-            .find(|e| Some(e.id) != except && e.spec.conflict_key() == key)
-            .map(|e| conflict_error(e.id, spec))
+        keys.get(key)
+            .filter(|&&id| Some(id) != except)
+            .map(|&id| conflict_error(id, spec))
     }
 
     /// Creates a runtime endpoint; answers once it is committed and served.
     pub async fn create(&self, spec: EndpointSpec) -> Result<RuntimeEndpoint, WriteError> {
-        let _w = self.write_lock.lock().await;
+        let mut keys = self.write_lock.lock().await;
         let current = self.router.load_full();
-        if let Some(c) = Self::conflict(&current.layers.runtime, &spec, None) {
+        let key = spec.conflict_key();
+        if let Some(c) = Self::conflict(&keys, &key, &spec, None) {
             return Err(c);
         }
         let id = self
@@ -238,14 +252,20 @@ impl Gateway {
             .await
             .map_err(|e| self.store_error(e))?;
         let created = RuntimeEndpoint { id, spec };
-        let mut runtime = current.layers.runtime.as_ref().clone();
-        runtime.push(created.clone());
-        let router = self.build_runtime(&current, runtime, Some(id))?;
+        let router = match current.with_created(created.clone(), &self.hits) {
+            Some(Ok(router)) => router,
+            Some(Err(e)) => return Err(WriteError::Invalid(vec![e])),
+            None => {
+                let runtime = current.layers.runtime.push(created.clone());
+                self.build_runtime(&current, runtime, Some(id))?
+            }
+        };
         self.store
             .create(&created)
             .await
             .map_err(|e| self.store_write_error(e, &created.spec))?;
-        self.swap(router);
+        self.swap(router, false);
+        keys.insert(key, id);
         Ok(created)
     }
 
@@ -255,10 +275,11 @@ impl Gateway {
         id: &str,
         spec: EndpointSpec,
     ) -> Result<RuntimeEndpoint, WriteError> {
-        let _w = self.write_lock.lock().await;
+        let mut keys = self.write_lock.lock().await;
         let current = self.router.load_full();
         let num = runtime_id(&current, id)?;
-        if let Some(c) = Self::conflict(&current.layers.runtime, &spec, Some(num)) {
+        let key = spec.conflict_key();
+        if let Some(c) = Self::conflict(&keys, &key, &spec, Some(num)) {
             return Err(c);
         }
         let updated = RuntimeEndpoint { id: num, spec };
@@ -274,17 +295,19 @@ impl Gateway {
                 }
             })
             .collect();
-        let router = self.build_runtime(&current, runtime, Some(num))?;
+        let router = self.build_runtime(&current, runtime.into(), Some(num))?;
         self.store
             .update(&updated)
             .await
             .map_err(|e| self.store_write_error(e, &updated.spec))?;
-        self.swap(router);
+        self.swap(router, false);
+        keys.retain(|_, id| *id != num);
+        keys.insert(key, num);
         Ok(updated)
     }
 
     pub async fn delete(&self, id: &str) -> Result<(), WriteError> {
-        let _w = self.write_lock.lock().await;
+        let mut keys = self.write_lock.lock().await;
         let current = self.router.load_full();
         let num = runtime_id(&current, id)?;
         let runtime: Vec<RuntimeEndpoint> = current
@@ -294,12 +317,13 @@ impl Gateway {
             .filter(|e| e.id != num)
             .cloned()
             .collect();
-        let router = self.build_runtime(&current, runtime, None)?;
+        let router = self.build_runtime(&current, runtime.into(), None)?;
         self.store.delete(num).await.map_err(|e| match e {
             StoreError::NotFound(_) => WriteError::NotFound(id.to_string()),
             other => self.store_error(other),
         })?;
-        self.swap(router);
+        self.swap(router, true);
+        keys.retain(|_, id| *id != num);
         Ok(())
     }
 
@@ -319,13 +343,15 @@ impl Gateway {
     /// Swaps in a runtime layer that the store reports (a change made by
     /// another replica, or a full resync). Nothing is written to the store.
     pub async fn replace_runtime(&self, runtime: Vec<RuntimeEndpoint>) {
-        let _w = self.write_lock.lock().await;
+        let mut keys = self.write_lock.lock().await;
         let current = self.router.load_full();
-        if current.layers.runtime.as_slice() == runtime.as_slice() {
+        if current.layers.runtime.iter().eq(runtime.iter()) {
             return;
         }
-        if let Ok(router) = self.build_runtime(&current, runtime, None) {
-            self.swap(router);
+        let fresh = keys_of(runtime.iter());
+        if let Ok(router) = self.build_runtime(&current, runtime.into(), None) {
+            self.swap(router, true);
+            *keys = fresh;
         }
     }
 
@@ -336,7 +362,7 @@ impl Gateway {
         let _w = self.write_lock.lock().await;
         let current = self.router.load_full();
         let (upstreams, fallback) = upstream_table(&config);
-        let runtime = current.layers.runtime.as_ref().clone();
+        let runtime = current.layers.runtime.clone();
         let started = std::time::Instant::now();
         if let Ok(router) = Self::build(
             &self.hits,
@@ -349,7 +375,7 @@ impl Gateway {
         ) {
             let compile_ms = started.elapsed().as_secs_f64() * 1e3;
             let endpoints = router.layers.files.len();
-            self.swap(router);
+            self.swap(router, true);
             self.metrics.reloads_ok.inc();
             self.metrics.config_errors.set(0);
             tracing::info!(

@@ -11,6 +11,7 @@
 mod canned;
 mod explain;
 mod holder;
+mod layer;
 pub mod matcher;
 mod table;
 
@@ -28,6 +29,7 @@ use matcher::{Body, Conditions, Facts};
 pub use canned::Canned;
 pub use explain::NearMiss;
 pub use holder::{Gateway, WriteError};
+pub use layer::RuntimeLayer;
 
 /// An endpoint created through the admin API (the runtime layer).
 #[derive(Debug, Clone, PartialEq)]
@@ -625,7 +627,7 @@ fn best_key_slashes(list: &[(String, Group)]) -> usize {
 pub struct Layers {
     pub files: Arc<Vec<FileEndpoint>>,
     /// In creation order.
-    pub runtime: Arc<Vec<RuntimeEndpoint>>,
+    pub runtime: RuntimeLayer,
 }
 
 /// A compile error: which endpoint, and why.
@@ -636,8 +638,11 @@ pub struct CompileError {
 }
 
 pub struct Router {
-    /// One per verb, `ANY` last.
-    tables: [MethodTable; 9],
+    /// One per verb, `ANY` last: the file endpoints and the runtime layer's
+    /// compiled chunks. Shared by the routers that only add to the delta.
+    tables: Arc<[MethodTable; 9]>,
+    /// The runtime layer's added endpoints.
+    delta: Delta,
     pub layers: Layers,
     pub fallback: Option<Arc<Upstream>>,
     pub upstreams: Arc<HashMap<String, Arc<Upstream>>>,
@@ -674,12 +679,13 @@ impl Router {
 
     /// `compile`, with the hit counters that outlive each router.
     pub fn compile_counted(
-        layers: Layers,
+        mut layers: Layers,
         upstreams: Arc<HashMap<String, Arc<Upstream>>>,
         fallback: Option<Arc<Upstream>>,
         generation: u64,
         hits: &HitCounters,
     ) -> (Router, Vec<CompileError>) {
+        layers.runtime = layers.runtime.settled();
         let runtime_keys: HashSet<String> = layers
             .runtime
             .iter()
@@ -775,7 +781,8 @@ impl Router {
             }
         }
         let router = Router {
-            tables,
+            tables: Arc::new(tables),
+            delta: Delta::default(),
             layers,
             fallback,
             upstreams,
@@ -789,11 +796,10 @@ impl Router {
     /// the first endpoint (by priority, then age) whose conditions hold.
     #[inline]
     pub fn find<'r>(&'r self, method: &http::Method, path: &str, facts: &Facts<'_>) -> Lookup<'r> {
-        let own = Verb::from_method(method).map(|v| &self.tables[v.index()]);
-        let any = &self.tables[Verb::Any.index()];
-        let tables = [own, Some(any)];
-        for t in tables.iter().flatten() {
-            if let Some((g, _)) = t.exact.get(path) {
+        let own = Verb::from_method(method).map(Verb::index);
+        let verbs = [own, Some(Verb::Any.index())];
+        for &v in verbs.iter().flatten() {
+            if let Some(g) = self.exact(v, path) {
                 match pick(g, facts) {
                     Pick::Hit(e) => return Lookup::Hit(e, Vec::new()),
                     Pick::NeedBody => return Lookup::NeedBody,
@@ -801,6 +807,7 @@ impl Router {
                 }
             }
         }
+        let tables = verbs.map(|v| v.map(|v| &self.tables[v]));
         for t in tables.iter().flatten() {
             let found = t.templates.find(path, facts);
             if !matches!(found, Lookup::Miss) {
@@ -836,6 +843,139 @@ impl Router {
                 t.exact.values().map(|g| g.len()).sum::<usize>() + t.templates.len + t.regexes.len()
             })
             .sum::<usize>()
+            + self.delta.endpoints.len()
+    }
+
+    /// The endpoints on the exact path `path` for the verb at index `v`.
+    /// The tables and the delta never both have a path for one verb.
+    #[inline]
+    fn exact(&self, v: usize, path: &str) -> Option<&Group> {
+        match self.tables[v].exact.get(path) {
+            Some((g, _)) => Some(g),
+            None => self.delta.exact[v].get(path).map(|(g, _)| g),
+        }
+    }
+
+    /// This router with one more runtime endpoint, compiling that one only;
+    /// `None` when the endpoint must be placed by compiling the whole table.
+    ///
+    /// An endpoint goes to the delta when its path is exact and the tables
+    /// have no endpoint on that path for its verb: then the delta's routes
+    /// and the tables' are disjoint per verb, and looking in both answers
+    /// as one table compiled from everything would. Once the delta holds
+    /// about the square root of the table's size, the next create compiles
+    /// everything: a create among n endpoints costs O(√n) on average.
+    pub fn with_created(
+        &self,
+        created: RuntimeEndpoint,
+        hits: &HitCounters,
+    ) -> Option<Result<Router, CompileError>> {
+        debug_assert_eq!(
+            self.delta.endpoints.len(),
+            self.layers.runtime.added().len()
+        );
+        let PathSpec::Exact(path) = &created.spec.path else {
+            return None;
+        };
+        let v = created.spec.verb.index();
+        let total = self.layers.files.len() + self.layers.runtime.len();
+        if self.tables[v].exact.get(path).is_some()
+            || self.delta.endpoints.len() >= delta_limit(total)
+        {
+            return None;
+        }
+        let id = created.id.to_string();
+        let entry = Entry {
+            id: id.clone(),
+            spec: &created.spec,
+            age: total,
+        };
+        let endpoint = match compile_endpoint(
+            &entry,
+            &self.upstreams,
+            hits.counter(&id),
+            &mut canned::SharedHeaders::default(),
+        ) {
+            Ok(e) => Arc::new(e),
+            Err(message) => return Some(Err(CompileError { id, message })),
+        };
+        let mut endpoints = Vec::with_capacity(self.delta.endpoints.len() + 1);
+        endpoints.extend(self.delta.endpoints.iter().cloned());
+        endpoints.push(DeltaEndpoint {
+            verb: v,
+            path: path.as_str().into(),
+            priority: created.spec.priority(),
+            endpoint,
+        });
+        Some(Ok(Router {
+            tables: self.tables.clone(),
+            delta: Delta::new(endpoints),
+            layers: Layers {
+                files: self.layers.files.clone(),
+                runtime: self.layers.runtime.push(created),
+            },
+            fallback: self.fallback.clone(),
+            upstreams: self.upstreams.clone(),
+            generation: self.generation + 1,
+        }))
+    }
+}
+
+/// How many endpoints the delta holds at most over a table of `total`.
+fn delta_limit(total: usize) -> usize {
+    total.isqrt().max(32)
+}
+
+/// A runtime endpoint on an exact path, created since the tables were
+/// compiled.
+#[derive(Clone)]
+struct DeltaEndpoint {
+    verb: usize,
+    path: Box<str>,
+    priority: i64,
+    endpoint: Arc<Endpoint>,
+}
+
+/// The exact routes of the endpoints created since the tables were
+/// compiled (`RuntimeLayer::added`), in creation order.
+#[derive(Default)]
+struct Delta {
+    endpoints: Vec<DeltaEndpoint>,
+    exact: [table::PathTable<Group>; 9],
+}
+
+impl Delta {
+    fn new(endpoints: Vec<DeltaEndpoint>) -> Delta {
+        // On one route: higher priority first, then older, as in the tables.
+        let mut order: Vec<usize> = (0..endpoints.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (x, y) = (&endpoints[a], &endpoints[b]);
+            (x.verb, &x.path, std::cmp::Reverse(x.priority), a).cmp(&(
+                y.verb,
+                &y.path,
+                std::cmp::Reverse(y.priority),
+                b,
+            ))
+        });
+        let mut routes: [Vec<(Box<str>, Box<str>, Group)>; 9] = Default::default();
+        let mut i = 0;
+        while let Some(&first) = order.get(i) {
+            let (verb, path) = (endpoints[first].verb, &endpoints[first].path);
+            let same = order[i..]
+                .iter()
+                .take_while(|&&j| endpoints[j].verb == verb && endpoints[j].path == *path)
+                .count();
+            let list = order[i..i + same]
+                .iter()
+                .map(|&j| endpoints[j].endpoint.clone())
+                .collect();
+            if let Some(group) = Group::new(list) {
+                routes[verb].push((path.clone(), Box::default(), group));
+            }
+            i += same;
+        }
+        let exact = routes.map(|r| table::PathTable::build(r.into_iter()));
+        Delta { endpoints, exact }
     }
 }
 
@@ -979,15 +1119,15 @@ mod tests {
     fn runtime(list: Vec<EndpointSpec>) -> Layers {
         Layers {
             files: Arc::new(vec![]),
-            runtime: Arc::new(
-                list.into_iter()
-                    .enumerate()
-                    .map(|(i, spec)| RuntimeEndpoint {
-                        id: i as u64 + 1,
-                        spec,
-                    })
-                    .collect(),
-            ),
+            runtime: list
+                .into_iter()
+                .enumerate()
+                .map(|(i, spec)| RuntimeEndpoint {
+                    id: i as u64 + 1,
+                    spec,
+                })
+                .collect::<Vec<_>>()
+                .into(),
         }
     }
 
@@ -1179,6 +1319,103 @@ mod tests {
                 "/a/{*p0}"
             ]
         );
+    }
+
+    /// Endpoints created one by one, each placed in the delta when it can
+    /// be, are found as in one router compiled from all of them: random
+    /// verbs (with `ANY`), exact paths and templates, priorities, conditions,
+    /// and file endpoints that runtime ones shadow.
+    #[test]
+    fn creates_in_the_delta_answer_as_a_full_compile() {
+        let only_if = |mut s: EndpointSpec, q: &str| {
+            let n = crate::config::doc::Node::from_json(
+                &serde_json::json!({"query": {q: {"present": true}}}),
+            );
+            let mut d = crate::config::doc::Diags::lenient();
+            s.conditions = crate::config::conditions::decode(&n, &mut d);
+            s
+        };
+        let paths = ["/a", "/b", "/c/d", "/c/{x}", "/{y}", "/a/{*rest}"];
+        let verbs = [Verb::Get, Verb::Post, Verb::Any];
+        let queries = [None, Some("q"), Some("r")];
+        let mut rng = fastrand::Rng::with_seed(7);
+        for round in 0..200 {
+            let files: Vec<FileEndpoint> = (0..rng.usize(0..3))
+                .map(|i| FileEndpoint {
+                    id: format!("f-{i}"),
+                    spec: spec(
+                        verbs[rng.usize(..verbs.len())],
+                        PathSpec::Exact(paths[rng.usize(..2)].into()),
+                        None,
+                        "file",
+                    ),
+                    source: "x.toml".into(),
+                })
+                .collect();
+            let mut layers = runtime(vec![]);
+            layers.files = Arc::new(files);
+            let hits = HitCounters::default();
+            let mut grown = Router::compile_counted(layers, Arc::default(), None, 1, &hits).0;
+            let mut in_delta = 0;
+            let mut keys = HashSet::new();
+            for id in 1..=rng.u64(1..40) {
+                let path = paths[rng.usize(..paths.len())];
+                let path = if path.contains('{') {
+                    PathSpec::Template(path.into())
+                } else {
+                    PathSpec::Exact(path.into())
+                };
+                let priority = rng.bool().then(|| rng.i64(-1..=1));
+                let mut s = spec(verbs[rng.usize(..verbs.len())], path, priority, "");
+                if let Some(q) = queries[rng.usize(..queries.len())] {
+                    s = only_if(s, q);
+                }
+                if !keys.insert(s.conflict_key()) {
+                    continue;
+                }
+                let created = RuntimeEndpoint { id, spec: s };
+                grown = match grown.with_created(created.clone(), &hits) {
+                    Some(r) => {
+                        in_delta += 1;
+                        r.expect("compiles")
+                    }
+                    None => {
+                        let layers = Layers {
+                            files: grown.layers.files.clone(),
+                            runtime: grown.layers.runtime.push(created),
+                        };
+                        Router::compile_counted(layers, Arc::default(), None, 2, &hits).0
+                    }
+                };
+            }
+            let layers = Layers {
+                files: grown.layers.files.clone(),
+                runtime: grown.layers.runtime.to_vec().into(),
+            };
+            let full = compile(layers);
+            assert_eq!(
+                grown.endpoint_count(),
+                full.endpoint_count(),
+                "round {round}"
+            );
+            let headers = http::HeaderMap::new();
+            for method in [http::Method::GET, http::Method::POST, http::Method::PUT] {
+                for path in ["/a", "/b", "/c/d", "/c/e", "/z", "/a/b/c", "/"] {
+                    for query in queries {
+                        let facts = Facts::new(query, &headers);
+                        let id = |r: &Router| match r.find(&method, path, &facts) {
+                            Lookup::Hit(e, _) => Some(e.id.to_string()),
+                            _ => None,
+                        };
+                        assert_eq!(
+                            id(&grown),
+                            id(&full),
+                            "round {round}: {method} {path} ?{query:?} ({in_delta} in the delta)"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! endpoint (`{"version": 1, "endpoint": <attributes>}`, the attributes as the
 //! admin API shows them), and `meta` holds `last_id`, the last id handed out.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -33,6 +33,33 @@ struct Inner {
     /// `None` after an I/O error: redb refuses every later write until the
     /// file is opened again, which the next operation does.
     db: Mutex<Option<Arc<Database>>>,
+    /// The conflict key of every stored endpoint, so that a write checks
+    /// for a conflict without reading the others. Held by each operation.
+    keys: Mutex<KeyIndex>,
+}
+
+/// Conflict keys (`EndpointSpec::conflict_key`) of the stored endpoints,
+/// with their ids; built from the table by the first write that needs it,
+/// and again after a failed write (which may or may not have committed).
+#[derive(Default)]
+struct KeyIndex(Option<HashMap<String, u64>>);
+
+impl KeyIndex {
+    fn get(
+        &mut self,
+        table: &impl ReadableTable<u64, &'static str>,
+    ) -> Result<&mut HashMap<String, u64>, Failure> {
+        if self.0.is_none() {
+            let mut keys = HashMap::new();
+            for entry in table.iter()? {
+                let (id, value) = entry?;
+                let id = id.value();
+                keys.insert(decode(id, value.value())?.conflict_key(), id);
+            }
+            self.0 = Some(keys);
+        }
+        Ok(self.0.get_or_insert_with(HashMap::new))
+    }
 }
 
 /// Why an operation failed: the store's answer, or the database's error.
@@ -79,6 +106,7 @@ impl EmbeddedStore {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 db: Mutex::new(Some(Arc::new(db))),
+                keys: Mutex::default(),
             }),
         })
     }
@@ -87,7 +115,7 @@ impl EmbeddedStore {
     async fn run<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Database) -> Result<T, Failure> + Send + 'static,
+        F: FnOnce(&Database, &mut KeyIndex) -> Result<T, Failure> + Send + 'static,
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || inner.run(op))
@@ -159,12 +187,22 @@ impl Inner {
         Ok(db)
     }
 
-    fn run<T>(&self, op: impl FnOnce(&Database) -> Result<T, Failure>) -> Result<T, StoreError> {
+    fn run<T>(
+        &self,
+        op: impl FnOnce(&Database, &mut KeyIndex) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
+        // The index is a cache of the table: rebuilt if a panic left it.
+        let mut keys = self.keys.lock().unwrap_or_else(|poisoned| {
+            let mut keys = poisoned.into_inner();
+            keys.0 = None;
+            keys
+        });
         let db = self.database()?;
-        match op(&db) {
+        match op(&db, &mut keys) {
             Ok(v) => Ok(v),
             Err(Failure::Store(e)) => Err(e),
             Err(Failure::Db(e)) => {
+                keys.0 = None;
                 if matches!(e, redb::Error::Io(_) | redb::Error::PreviousIo) {
                     // Close this handle once the last user drops it; the next
                     // operation opens the file again (and redb repairs it).
@@ -241,31 +279,10 @@ fn decode(id: u64, text: &str) -> Result<EndpointSpec, StoreError> {
     })
 }
 
-/// The endpoint other than `except` with the verb and route of `spec`.
-fn conflict(
-    table: &impl ReadableTable<u64, &'static str>,
-    spec: &EndpointSpec,
-    except: Option<u64>,
-) -> Result<Option<u64>, Failure> {
-    let key = spec.conflict_key();
-    for entry in table.iter()? {
-        let (id, value) = entry?;
-        let id = id.value();
-        if Some(id) == except {
-            continue;
-        }
-        let other = decode(id, value.value())?;
-        if other.conflict_key() == key {
-            return Ok(Some(id));
-        }
-    }
-    Ok(None)
-}
-
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn load(&self) -> Result<Vec<RuntimeEndpoint>, StoreError> {
-        self.run(|db| {
+        self.run(|db, _| {
             let tx = db.begin_read()?;
             let table = tx.open_table(ENDPOINTS)?;
             let mut out = Vec::new();
@@ -283,7 +300,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn reserve_id(&self) -> Result<u64, StoreError> {
-        self.run(|db| {
+        self.run(|db, _| {
             let tx = db.begin_write()?;
             let id = {
                 let mut meta = tx.open_table(META)?;
@@ -302,11 +319,12 @@ impl Store for EmbeddedStore {
 
     async fn create(&self, e: &RuntimeEndpoint) -> Result<(), StoreError> {
         let (id, spec) = (e.id, e.spec.clone());
-        self.run(move |db| {
+        self.run(move |db, index| {
+            let key = spec.conflict_key();
             let tx = db.begin_write()?;
             {
                 let mut table = tx.open_table(ENDPOINTS)?;
-                if let Some(other) = conflict(&table, &spec, None)? {
+                if let Some(&other) = index.get(&table)?.get(&key) {
                     return Err(StoreError::Conflict(other).into());
                 }
                 table.insert(id, encode(&spec).as_str())?;
@@ -318,6 +336,9 @@ impl Store for EmbeddedStore {
                 }
             }
             tx.commit()?;
+            if let Some(keys) = &mut index.0 {
+                keys.insert(key, id);
+            }
             Ok(())
         })
         .await
@@ -325,34 +346,49 @@ impl Store for EmbeddedStore {
 
     async fn update(&self, e: &RuntimeEndpoint) -> Result<(), StoreError> {
         let (id, spec) = (e.id, e.spec.clone());
-        self.run(move |db| {
+        self.run(move |db, index| {
+            let key = spec.conflict_key();
             let tx = db.begin_write()?;
             {
                 let mut table = tx.open_table(ENDPOINTS)?;
                 if table.get(id)?.is_none() {
                     return Err(StoreError::NotFound(id).into());
                 }
-                if let Some(other) = conflict(&table, &spec, Some(id))? {
+                if let Some(&other) = index.get(&table)?.get(&key).filter(|&&o| o != id) {
                     return Err(StoreError::Conflict(other).into());
                 }
                 table.insert(id, encode(&spec).as_str())?;
             }
             tx.commit()?;
+            if let Some(keys) = &mut index.0 {
+                keys.retain(|_, o| *o != id);
+                keys.insert(key, id);
+            }
             Ok(())
         })
         .await
     }
 
     async fn delete(&self, id: u64) -> Result<(), StoreError> {
-        self.run(move |db| {
+        self.run(move |db, index| {
             let tx = db.begin_write()?;
-            {
+            let key = {
                 let mut table = tx.open_table(ENDPOINTS)?;
-                if table.remove(id)?.is_none() {
+                let Some(old) = table.remove(id)? else {
                     return Err(StoreError::NotFound(id).into());
-                }
-            }
+                };
+                // An undecodable record can be deleted; the index is then
+                // built again.
+                decode(id, old.value()).ok().map(|s| s.conflict_key())
+            };
             tx.commit()?;
+            match (key, &mut index.0) {
+                (Some(key), Some(keys)) => {
+                    keys.remove(&key);
+                }
+                (None, _) => index.0 = None,
+                (Some(_), None) => {}
+            }
             Ok(())
         })
         .await
@@ -466,6 +502,47 @@ mod tests {
             loaded[1].spec.response.body, "b",
             "a refused update changes nothing"
         );
+    }
+
+    #[tokio::test]
+    async fn conflict_keys_hold_across_reopen_delete_and_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let (a, b) = {
+            let store = EmbeddedStore::open(&path).unwrap();
+            let a = add(&store, spec(Verb::Get, "/a", "a")).await.unwrap();
+            let b = add(&store, spec(Verb::Get, "/b/{id}", "b")).await.unwrap();
+            (a, b)
+        };
+        // A new process knows the stored keys before any write of its own.
+        let store = EmbeddedStore::open(&path).unwrap();
+        assert!(matches!(
+            add(&store, spec(Verb::Get, "/a", "x")).await,
+            Err(StoreError::Conflict(id)) if id == a
+        ));
+        assert!(matches!(
+            add(&store, spec(Verb::Get, "/b/{other}", "x")).await,
+            Err(StoreError::Conflict(id)) if id == b
+        ));
+        // A deleted endpoint's key is free; an updated one's old key too.
+        store.delete(a).await.unwrap();
+        let a2 = add(&store, spec(Verb::Get, "/a", "again")).await.unwrap();
+        let moved = RuntimeEndpoint {
+            id: b,
+            spec: spec(Verb::Get, "/c", "moved"),
+        };
+        store.update(&moved).await.unwrap();
+        add(&store, spec(Verb::Get, "/b/{id}", "free"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            add(&store, spec(Verb::Get, "/c", "x")).await,
+            Err(StoreError::Conflict(id)) if id == b
+        ));
+        assert!(matches!(
+            add(&store, spec(Verb::Get, "/a", "x")).await,
+            Err(StoreError::Conflict(id)) if id == a2
+        ));
     }
 
     #[tokio::test]
