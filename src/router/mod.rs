@@ -926,6 +926,9 @@ fn delta_limit(total: usize) -> usize {
     total.isqrt().max(32)
 }
 
+/// An exact path, an empty tail, and the route's endpoints.
+type ExactRoute = (Box<str>, Box<str>, Group);
+
 /// A runtime endpoint on an exact path, created since the tables were
 /// compiled.
 #[derive(Clone)]
@@ -957,7 +960,7 @@ impl Delta {
                 b,
             ))
         });
-        let mut routes: [Vec<(Box<str>, Box<str>, Group)>; 9] = Default::default();
+        let mut routes: [Vec<ExactRoute>; 9] = Default::default();
         let mut i = 0;
         while let Some(&first) = order.get(i) {
             let (verb, path) = (endpoints[first].verb, &endpoints[first].path);
