@@ -50,6 +50,13 @@ pub struct Entry {
     pub status: u16,
 }
 
+/// Milliseconds since the Unix epoch, as entries keep the time.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 pub struct Journal {
     slots: Box<[ArcSwapOption<Entry>]>,
     next: AtomicU64,

@@ -11,6 +11,8 @@ pub struct Metrics {
     pub requests_mocked: IntCounter,
     pub requests_proxied: IntCounter,
     pub requests_other: IntCounter,
+    /// Requests answered by the HTTP/1 fast path (also counted as mocked).
+    pub requests_fast: IntCounter,
     pub reloads_ok: IntCounter,
     pub reloads_failed: IntCounter,
     /// Errors of the last config load (0 when it succeeded).
@@ -66,6 +68,11 @@ impl Metrics {
             requests_mocked: by_outcome.with_label_values(&["mocked"]),
             requests_proxied: by_outcome.with_label_values(&["proxied"]),
             requests_other: by_outcome.with_label_values(&["other"]),
+            requests_fast: counter(
+                &r,
+                "echo_fast_path_requests_total",
+                "Requests answered by the HTTP/1 fast path (also counted as mocked)",
+            ),
             reloads_ok: counter(
                 &r,
                 "echo_config_reloads_total",

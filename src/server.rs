@@ -9,9 +9,10 @@ use pingora::apps::HttpServerOptions;
 use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
+use pingora::services::listening::Service;
 
 use crate::config::{Config, Overrides};
-use crate::proxy::{EchoProxy, Role};
+use crate::proxy::{EchoProxy, MockApp, Role};
 use crate::router::Gateway;
 
 /// Runs the gateway until SIGTERM (graceful) or SIGINT (fast). `paths` are
@@ -62,15 +63,26 @@ pub fn run(config: Config, paths: Vec<PathBuf>, overrides: Overrides) -> anyhow:
     let role = Role::Mock {
         admin: cfg.admin.shares_mock_listener(),
     };
-    let mut mock =
-        ProxyServiceBuilder::new(&server.configuration, EchoProxy::new(gw.clone(), role))
+    let mocks = EchoProxy::new(gw.clone(), role);
+    if cfg.server.h2c {
+        // HTTP/2 over cleartext: Pingora tells HTTP/2 from HTTP/1 per connection.
+        let mut mock = ProxyServiceBuilder::new(&server.configuration, mocks)
             .name("echo-gateway mocks")
             .server_options(options())
             .build();
-    for addr in &cfg.server.listen {
-        mock.add_tcp(addr);
+        for addr in &cfg.server.listen {
+            mock.add_tcp(addr);
+        }
+        server.add_service(mock);
+    } else {
+        let proxy = pingora::proxy::http_proxy(&server.configuration, mocks);
+        let app = MockApp::new(proxy, gw.clone(), cfg.admin.shares_mock_listener());
+        let mut mock = Service::new("echo-gateway mocks".to_string(), app);
+        for addr in &cfg.server.listen {
+            mock.add_tcp(addr);
+        }
+        server.add_service(mock);
     }
-    server.add_service(mock);
 
     if let (true, Some(addr)) = (cfg.admin.enabled, cfg.admin.listen.as_ref()) {
         let mut admin = ProxyServiceBuilder::new(

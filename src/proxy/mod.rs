@@ -3,6 +3,7 @@
 //! upstream. The same type serves the mock listener and, when the admin API
 //! has a listener of its own, that one.
 
+mod fast;
 mod mock;
 mod passthrough;
 
@@ -23,6 +24,8 @@ use crate::config::Upstream;
 use crate::journal::{Entry, Outcome};
 use crate::router::matcher::{Body, Facts};
 use crate::router::{Gateway, Lookup};
+
+pub use fast::MockApp;
 
 const CONTENT_TYPE_JSON: &str = "application/json";
 
@@ -84,9 +87,7 @@ impl Record {
     fn into_entry(self, req: &pingora::http::RequestHeader, status: u16) -> Entry {
         Entry {
             seq: 0,
-            at_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            at_ms: crate::journal::now_ms(),
             method: req.method.to_string(),
             path: req.uri.path().to_string(),
             query: req.uri.query().map(str::to_string),

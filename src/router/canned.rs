@@ -15,14 +15,17 @@ pub struct Canned {
     /// Shared by the endpoints of a router whose status, headers and body
     /// length are the same: a header block takes about a kilobyte.
     pub header: Arc<ResponseHeader>,
+    /// The status line and header lines as sent on HTTP/1.1, without the
+    /// `Date` and `Connection` lines and the blank line that end them.
+    pub wire: Bytes,
     pub body: Bytes,
 }
 
 impl Canned {
     pub fn new(spec: &ResponseSpec, headers: &mut SharedHeaders) -> Canned {
         let body = Bytes::from(spec.body.clone().into_bytes());
-        let header = headers.get(spec.code, &spec.headers, body.len());
-        Canned { header, body }
+        let (header, wire) = headers.get(spec.code, &spec.headers, body.len());
+        Canned { header, wire, body }
     }
 }
 
@@ -39,6 +42,7 @@ struct Shared {
     headers: Vec<(String, String)>,
     body_len: usize,
     header: Arc<ResponseHeader>,
+    wire: Bytes,
 }
 
 impl SharedHeaders {
@@ -47,27 +51,49 @@ impl SharedHeaders {
         code: u16,
         headers: &[(String, String)],
         body_len: usize,
-    ) -> Arc<ResponseHeader> {
+    ) -> (Arc<ResponseHeader>, Bytes) {
         let key = self.hasher.hash_one((code, headers, body_len));
         let found = self.table.find(key, |s| {
             s.code == code && s.headers == headers && s.body_len == body_len
         });
         if let Some(s) = found {
-            return s.header.clone();
+            return (s.header.clone(), s.wire.clone());
         }
-        let header = Arc::new(build_header(code, headers, body_len));
+        let header = build_header(code, headers, body_len);
+        let wire = wire(&header);
+        let header = Arc::new(header);
         let shared = Shared {
             code,
             headers: headers.to_vec(),
             body_len,
             header: header.clone(),
+            wire: wire.clone(),
         };
         let hasher = &self.hasher;
         self.table.insert_unique(key, shared, |s| {
             hasher.hash_one((s.code, s.headers.as_slice(), s.body_len))
         });
-        header
+        (header, wire)
     }
+}
+
+/// The HTTP/1.1 status line and header lines of `header`, as Pingora's
+/// HTTP/1 session writes them, without the `Date` and `Connection` lines
+/// (the last two, which the session sets per response) and the blank line.
+fn wire(header: &ResponseHeader) -> Bytes {
+    let mut h = header.clone();
+    h.remove_header(&http::header::DATE);
+    h.remove_header(&http::header::CONNECTION);
+    let mut buf = bytes::BytesMut::with_capacity(128);
+    buf.extend_from_slice(b"HTTP/1.1 ");
+    buf.extend_from_slice(h.status.as_str().as_bytes());
+    buf.extend_from_slice(b" ");
+    if let Some(reason) = h.get_reason_phrase() {
+        buf.extend_from_slice(reason.as_bytes());
+    }
+    buf.extend_from_slice(b"\r\n");
+    h.header_to_h1_wire(&mut buf);
+    buf.freeze()
 }
 
 /// A response header with exactly `headers` (names as spelled) and a correct
@@ -109,9 +135,13 @@ mod tests {
     fn equal_headers_are_built_once() {
         let mut shared = SharedHeaders::default();
         let json = vec![("Content-Type".to_string(), "application/json".to_string())];
-        let a = shared.get(200, &json, 10);
-        assert!(Arc::ptr_eq(&a, &shared.get(200, &json, 10)));
-        for other in [
+        let (a, wire) = shared.get(200, &json, 10);
+        assert!(Arc::ptr_eq(&a, &shared.get(200, &json, 10).0));
+        assert_eq!(
+            &wire[..],
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10\r\n"
+        );
+        for (other, _) in [
             shared.get(201, &json, 10),
             shared.get(200, &json, 11),
             shared.get(200, &[], 10),
@@ -127,9 +157,11 @@ mod tests {
             a.headers.get("content-type").map(|v| v.as_bytes()),
             Some(&b"application/json"[..])
         );
+        let (no_content, wire) = shared.get(204, &json, 0);
+        assert_eq!(no_content.headers.get("content-length"), None);
         assert_eq!(
-            shared.get(204, &json, 0).headers.get("content-length"),
-            None
+            &wire[..],
+            b"HTTP/1.1 204 No Content\r\nContent-Type: application/json\r\n"
         );
     }
 }

@@ -76,6 +76,16 @@ enum Accept {
 }
 
 impl Endpoint {
+    /// Whether more of the request than method and path decides if this
+    /// endpoint answers it (conditions, or a template that reads the body).
+    fn reads_request(&self) -> bool {
+        self.conditions.is_some()
+            || self
+                .template
+                .as_deref()
+                .is_some_and(BodyTemplate::reads_body)
+    }
+
     /// Whether the endpoint answers; `NeedBody` when its body conditions, or
     /// a template that renders the body, need the request body read first.
     #[inline]
@@ -643,6 +653,9 @@ pub struct Router {
     tables: Arc<[MethodTable; 9]>,
     /// The runtime layer's added endpoints.
     delta: Delta,
+    /// No endpoint has conditions or a template that reads the body: which
+    /// endpoint answers depends on the method and path alone.
+    by_path_alone: bool,
     pub layers: Layers,
     pub fallback: Option<Arc<Upstream>>,
     pub upstreams: Arc<HashMap<String, Arc<Upstream>>>,
@@ -724,6 +737,7 @@ impl Router {
         let mut shape_at: [HashMap<String, usize>; 9] = Default::default();
         let mut tables: [MethodTable; 9] = Default::default();
         let mut headers = canned::SharedHeaders::default();
+        let mut by_path_alone = true;
         for e in entries {
             let endpoint = match compile_endpoint(&e, &upstreams, hits.counter(&e.id), &mut headers)
             {
@@ -736,6 +750,7 @@ impl Router {
                     continue;
                 }
             };
+            by_path_alone &= !endpoint.reads_request();
             let v = e.spec.verb.index();
             match &e.spec.path {
                 PathSpec::Exact(p) => exact[v]
@@ -783,6 +798,7 @@ impl Router {
         let router = Router {
             tables: Arc::new(tables),
             delta: Delta::default(),
+            by_path_alone,
             layers,
             fallback,
             upstreams,
@@ -824,6 +840,29 @@ impl Router {
             }
         }
         Lookup::Miss
+    }
+
+    /// The endpoint that answers `method` on `path` whatever else the request
+    /// holds (query, headers, body); `None` when there is none, or when the
+    /// rest of the request could change the answer (conditions on the route,
+    /// or on one that could answer it), so that `find` must tell.
+    #[inline]
+    pub fn find_by_path(&self, method: &http::Method, path: &str) -> Option<&Endpoint> {
+        if self.by_path_alone {
+            let headers = http::HeaderMap::new();
+            return match self.find(method, path, &Facts::new(None, &headers)) {
+                Lookup::Hit(e, _) => Some(e),
+                _ => None,
+            };
+        }
+        // An exact route is decisive when its one endpoint takes every request.
+        let own = Verb::from_method(method)?.index();
+        for v in [own, Verb::Any.index()] {
+            if let Some(g) = self.exact(v, path) {
+                return g.plain.then_some(&*g.first);
+            }
+        }
+        None
     }
 
     /// The endpoint that answers `verb` on `path` with no headers, query or body.
@@ -907,9 +946,12 @@ impl Router {
             priority: created.spec.priority(),
             endpoint,
         });
+        let by_path_alone =
+            self.by_path_alone && !endpoints.iter().any(|d| d.endpoint.reads_request());
         Some(Ok(Router {
             tables: self.tables.clone(),
             delta: Delta::new(endpoints),
+            by_path_alone,
             layers: Layers {
                 files: self.layers.files.clone(),
                 runtime: self.layers.runtime.push(created),
@@ -1342,6 +1384,7 @@ mod tests {
         let verbs = [Verb::Get, Verb::Post, Verb::Any];
         let queries = [None, Some("q"), Some("r")];
         let mut rng = fastrand::Rng::with_seed(7);
+        let mut by_path = 0;
         for round in 0..200 {
             let files: Vec<FileEndpoint> = (0..rng.usize(0..3))
                 .map(|i| FileEndpoint {
@@ -1415,10 +1458,21 @@ mod tests {
                             id(&full),
                             "round {round}: {method} {path} ?{query:?} ({in_delta} in the delta)"
                         );
+                        // What the path alone decides, the whole request does too.
+                        for r in [&grown, &full] {
+                            if let Some(e) = r.find_by_path(&method, path) {
+                                by_path += 1;
+                                assert_eq!(Some(e.id.to_string()), id(r), "{method} {path}");
+                            }
+                        }
                     }
                 }
             }
         }
+        assert!(
+            by_path > 1000,
+            "{by_path} lookups decided by the path alone"
+        );
     }
 
     #[test]

@@ -1,0 +1,396 @@
+//! The mock listener's HTTP/1 fast path: a request whose answer is a canned
+//! response that depends on its method and path alone is answered here, in
+//! one read and one write of prepared bytes. Every other request (a body,
+//! conditions, templates, delays and faults, pass-through, the admin API
+//! and the gateway's own paths, anything unusual in the request line or
+//! headers) goes on to Pingora's HTTP/1 session and the `EchoProxy`
+//! pipeline, with the bytes already read handed over unchanged; from then
+//! on that connection stays with Pingora.
+//!
+//! What a client sees is the same either way: the response bytes are those
+//! the Pingora session writes for the endpoint (a test compares them), the
+//! journal and the counters record the request alike.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Buf, BytesMut};
+use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::Stream;
+use pingora::proxy::HttpProxy;
+use pingora::server::ShutdownWatch;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::EchoProxy;
+use crate::journal::{Entry, Outcome};
+use crate::router::{Action, Endpoint, Gateway};
+
+/// Headers a request may have and still be answered here.
+const MAX_HEADERS: usize = 64;
+/// A request header not complete within this many bytes goes to Pingora
+/// (which applies its own limits).
+const MAX_HEAD: usize = 16 * 1024;
+/// How long a started request header may take to arrive (Pingora's default).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The mock listener's application: the fast path, then Pingora's proxy.
+pub struct MockApp {
+    proxy: Arc<HttpProxy<EchoProxy>>,
+    gw: Arc<Gateway>,
+    /// The admin API shares the listener: its paths go to the proxy.
+    admin_shared: bool,
+    /// Idle keep-alive connections are closed after this; `None`: never.
+    keepalive: Option<Duration>,
+}
+
+impl MockApp {
+    pub fn new(proxy: HttpProxy<EchoProxy>, gw: Arc<Gateway>, admin_shared: bool) -> MockApp {
+        let keepalive = Some(gw.config().server.keepalive_timeout).filter(|d| !d.is_zero());
+        MockApp {
+            proxy: Arc::new(proxy),
+            gw,
+            admin_shared,
+            keepalive,
+        }
+    }
+}
+
+/// A connection on the fast path: the bytes read and not yet answered.
+struct Conn {
+    stream: Stream,
+    buf: BytesMut,
+    out: BytesMut,
+}
+
+/// What became of one request.
+enum Step {
+    /// Answered; the connection stays open.
+    Next,
+    /// The connection is done (closed by the client, idle, shutting down,
+    /// or answered with `Connection: close`).
+    Close,
+    /// Pingora takes the connection from here.
+    Handover,
+}
+
+#[async_trait]
+impl ServerApp for MockApp {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        if stream.get_ssl_digest().is_some() {
+            return self.proxy.process_new(stream, shutdown).await;
+        }
+        let mut conn = Conn {
+            stream,
+            buf: BytesMut::with_capacity(4096),
+            out: BytesMut::with_capacity(512),
+        };
+        let mut shutdown = shutdown.clone();
+        loop {
+            match self.serve(&mut conn, &mut shutdown).await {
+                Step::Next => {}
+                Step::Close => {
+                    let _ = conn.stream.shutdown().await;
+                    return None;
+                }
+                Step::Handover => return self.hand_over(conn, &shutdown).await,
+            }
+        }
+    }
+
+    async fn cleanup(&self) {
+        self.proxy.http_cleanup().await;
+    }
+}
+
+impl MockApp {
+    /// Reads one request header and answers it, or hands it over.
+    async fn serve(&self, conn: &mut Conn, shutdown: &mut ShutdownWatch) -> Step {
+        loop {
+            if !conn.buf.is_empty() {
+                let shutting_down = *shutdown.borrow();
+                match self.try_answer(conn, shutting_down) {
+                    Some(Answer::Respond { close }) => {
+                        if conn.stream.write_all(&conn.out).await.is_err()
+                            || conn.stream.flush().await.is_err()
+                        {
+                            return Step::Close;
+                        }
+                        return if close { Step::Close } else { Step::Next };
+                    }
+                    Some(Answer::Partial) if conn.buf.len() < MAX_HEAD => {}
+                    _ => return Step::Handover,
+                }
+            }
+            let idle = conn.buf.is_empty();
+            let shutting_down = *shutdown.borrow();
+            if idle && shutting_down {
+                return Step::Close;
+            }
+            let read = conn.stream.read_buf(&mut conn.buf);
+            let limit = if idle {
+                self.keepalive
+            } else {
+                Some(HEAD_TIMEOUT)
+            };
+            let n = tokio::select! {
+                biased;
+                n = with_timeout(limit, read) => n,
+                _ = shutdown.changed(), if idle => return Step::Close,
+            };
+            match n {
+                Some(Ok(n)) if n > 0 => {}
+                // Closed, failed or timed out: nothing more to answer.
+                _ => return Step::Close,
+            }
+        }
+    }
+
+    /// Parses the request at the start of `conn.buf`; when this path answers
+    /// it, writes the response to `conn.out` and takes the request out of
+    /// `conn.buf`. `None`: Pingora must answer it.
+    fn try_answer(&self, conn: &mut Conn, shutting_down: bool) -> Option<Answer> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        let len = match req.parse(&conn.buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Some(Answer::Partial),
+            Err(_) => return None,
+        };
+        let method = http::Method::from_bytes(req.method?.as_bytes()).ok()?;
+        let target = req.path?;
+        let http11 = match req.version? {
+            1 => true,
+            0 => false,
+            _ => return None,
+        };
+        let (path, query) = split_target(target)?;
+        let mut keepalive = http11;
+        let mut connection_seen = false;
+        for h in req.headers.iter() {
+            let name = h.name.as_bytes();
+            if name.eq_ignore_ascii_case(b"content-length") {
+                if h.value != b"0" {
+                    return None;
+                }
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                // One plain value, as Pingora reads it; anything else is its to read.
+                if connection_seen {
+                    return None;
+                }
+                connection_seen = true;
+                if h.value.eq_ignore_ascii_case(b"close") {
+                    keepalive = false;
+                } else if h.value.eq_ignore_ascii_case(b"keep-alive") {
+                    keepalive = true;
+                } else {
+                    return None;
+                }
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+                || name.eq_ignore_ascii_case(b"expect")
+                || name.eq_ignore_ascii_case(b"upgrade")
+            {
+                return None;
+            }
+        }
+        if self.admin_shared && crate::admin::is_admin_path(path) {
+            return None;
+        }
+        let router = self.gw.current();
+        let e = router.find_by_path(&method, path)?;
+        let canned = canned_only(e)?;
+        e.hits.fetch_add(1, Ordering::Relaxed);
+        self.gw.metrics.requests_mocked.inc();
+        self.gw.metrics.requests_fast.inc();
+        let close = !keepalive || shutting_down;
+        let out = &mut conn.out;
+        out.clear();
+        out.extend_from_slice(&canned.wire);
+        out.extend_from_slice(b"Date: ");
+        out.extend_from_slice(pingora::protocols::http::date::get_cached_date().as_bytes());
+        out.extend_from_slice(if close {
+            b"\r\nConnection: close\r\n\r\n"
+        } else {
+            b"\r\nConnection: keep-alive\r\n\r\n"
+        });
+        if method != http::Method::HEAD {
+            out.extend_from_slice(&canned.body);
+        }
+        if let Some(journal) = self.gw.journal.as_ref() {
+            journal.record(Entry {
+                seq: 0,
+                at_ms: crate::journal::now_ms(),
+                method: method.to_string(),
+                path: path.to_string(),
+                query: query.map(str::to_string),
+                headers: journal_headers(req.headers),
+                body: bytes::Bytes::new(),
+                body_len: Some(0),
+                endpoint: Some(e.id.clone()),
+                outcome: Outcome::Mocked,
+                status: canned.header.status.as_u16(),
+            });
+        }
+        conn.buf.advance(len);
+        Some(Answer::Respond { close })
+    }
+
+    /// Gives the connection, and the bytes read of its next request, to
+    /// Pingora's HTTP/1 session and the proxy; serves it that way to its end.
+    async fn hand_over(&self, conn: Conn, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let mut session = ServerSession::new_http1(conn.stream);
+        let shutting_down = *shutdown.borrow();
+        session.set_keepalive(if shutting_down { None } else { Some(60) });
+        if !conn.buf.is_empty() {
+            session.set_pipelined_prefix(conn.buf);
+        }
+        let mut reused = self.proxy.process_new_http(session, shutdown).await;
+        while let Some((stream, settings)) = reused.map(|r| r.consume()) {
+            let mut session = ServerSession::new_http1(stream);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+            reused = self.proxy.process_new_http(session, shutdown).await;
+        }
+        None
+    }
+}
+
+enum Answer {
+    /// The response is in `conn.out`.
+    Respond { close: bool },
+    /// The request header is not complete yet.
+    Partial,
+}
+
+async fn with_timeout<F: std::future::Future>(limit: Option<Duration>, f: F) -> Option<F::Output> {
+    match limit {
+        Some(d) => tokio::time::timeout(d, f).await.ok(),
+        None => Some(f.await),
+    }
+}
+
+/// The canned response of an endpoint that answers with one, as is.
+fn canned_only(e: &Endpoint) -> Option<&crate::router::Canned> {
+    match &e.action {
+        Action::Respond(c) if e.template.is_none() && e.delay.is_none() && e.fault.is_none() => {
+            Some(c)
+        }
+        _ => None,
+    }
+}
+
+/// Path and query of an origin-form request target made only of the
+/// characters a URI keeps as they are (RFC 3986 `pchar`, `/`, `?`, `%`);
+/// `None` for any other target, which Pingora parses.
+fn split_target(target: &str) -> Option<(&str, Option<&str>)> {
+    let bytes = target.as_bytes();
+    if bytes.first() != Some(&b'/') || bytes.get(1) == Some(&b'/') {
+        return None;
+    }
+    let plain = bytes.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
+                    | b'/'
+                    | b'?'
+                    | b'%'
+            )
+    });
+    if !plain {
+        return None;
+    }
+    Some(match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    })
+}
+
+/// The request's headers as the journal keeps them: names in lower case,
+/// the values of one name together (in the order `http::HeaderMap` keeps).
+fn journal_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::with_capacity(headers.len());
+    for h in headers {
+        let name = h.name.to_ascii_lowercase();
+        let value = String::from_utf8_lossy(h.value).into_owned();
+        match out.iter().rposition(|(n, _)| *n == name) {
+            Some(i) => out.insert(i + 1, (name, value)),
+            None => out.push((name, value)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_with_other_characters_go_to_pingora() {
+        assert_eq!(split_target("/a/b"), Some(("/a/b", None)));
+        assert_eq!(split_target("/a?x=1&y"), Some(("/a", Some("x=1&y"))));
+        assert_eq!(split_target("/a?"), Some(("/a", Some(""))));
+        assert_eq!(split_target("/%7Eme"), Some(("/%7Eme", None)));
+        for other in [
+            "",
+            "*",
+            "http://h/a",
+            "//a",
+            "/a b",
+            "/a\"",
+            "/{x}",
+            "/a#f",
+            "/é",
+        ] {
+            assert_eq!(split_target(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn journal_headers_group_values_of_one_name() {
+        let raw = [
+            httparse::Header {
+                name: "X-A",
+                value: b"1",
+            },
+            httparse::Header {
+                name: "Host",
+                value: b"h",
+            },
+            httparse::Header {
+                name: "x-a",
+                value: b"2",
+            },
+        ];
+        assert_eq!(
+            journal_headers(&raw),
+            [
+                ("x-a".to_string(), "1".to_string()),
+                ("x-a".to_string(), "2".to_string()),
+                ("host".to_string(), "h".to_string()),
+            ]
+        );
+    }
+}
