@@ -1241,7 +1241,8 @@ body = "posted"
         ("/fast", true),
         ("/fast?q=1", true),
         ("/empty", true),
-        ("/nothing", false),
+        ("/nothing", true),
+        ("/healthz", false),
     ] {
         let before = fast_count();
         let fast = raw_request(

@@ -1,6 +1,6 @@
 //! The mock listener's HTTP/1 fast path: a request whose answer is a canned
-//! response that depends on its method and path alone is answered here, in
-//! one read and one write of prepared bytes. Every other request (a body,
+//! response, or the Echo 404, and depends on its method and path alone is
+//! answered here, in one read and one write of prepared bytes. Every other request (a body,
 //! conditions, templates, delays and faults, pass-through, the admin API
 //! and the gateway's own paths, anything unusual in the request line or
 //! headers) goes on to Pingora's HTTP/1 session and the `EchoProxy`
@@ -26,7 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::EchoProxy;
 use crate::journal::{Entry, Outcome};
-use crate::router::{Action, Endpoint, Gateway};
+use crate::router::{wire, Action, ByPath, Endpoint, Gateway};
 
 /// Headers a request may have and still be answered here.
 const MAX_HEADERS: usize = 64;
@@ -44,12 +44,15 @@ pub struct MockApp {
     admin_shared: bool,
     /// Idle keep-alive connections are closed after this; `None`: never.
     keepalive: Option<Duration>,
+    /// Misses are answered with their near misses: Pingora's path does that.
+    explain_404: bool,
 }
 
 impl MockApp {
     pub fn new(proxy: HttpProxy<EchoProxy>, gw: Arc<Gateway>, admin_shared: bool) -> MockApp {
         let keepalive = Some(gw.config().server.keepalive_timeout).filter(|d| !d.is_zero());
         MockApp {
+            explain_404: gw.config().journal.explain_404,
             proxy: Arc::new(proxy),
             gw,
             admin_shared,
@@ -202,26 +205,47 @@ impl MockApp {
         if self.admin_shared && crate::admin::is_admin_path(path) {
             return None;
         }
-        let router = self.gw.current();
-        let e = router.find_by_path(&method, path)?;
-        let canned = canned_only(e)?;
-        e.hits.fetch_add(1, Ordering::Relaxed);
-        self.gw.metrics.requests_mocked.inc();
-        self.gw.metrics.requests_fast.inc();
         let close = !keepalive || shutting_down;
-        let out = &mut conn.out;
-        out.clear();
-        out.extend_from_slice(&canned.wire);
-        out.extend_from_slice(b"Date: ");
-        out.extend_from_slice(pingora::protocols::http::date::get_cached_date().as_bytes());
-        out.extend_from_slice(if close {
-            b"\r\nConnection: close\r\n\r\n"
-        } else {
-            b"\r\nConnection: keep-alive\r\n\r\n"
-        });
-        if method != http::Method::HEAD {
-            out.extend_from_slice(&canned.body);
-        }
+        let head = method == http::Method::HEAD;
+        let router = self.gw.current();
+        let (endpoint, outcome, status) = match router.find_by_path(&method, path) {
+            ByPath::Hit(e) => {
+                let canned = canned_only(e)?;
+                e.hits.fetch_add(1, Ordering::Relaxed);
+                self.gw.metrics.requests_mocked.inc();
+                write_response(
+                    &mut conn.out,
+                    &canned.wire,
+                    close,
+                    (!head).then_some(&canned.body),
+                );
+                let status = canned.header.status.as_u16();
+                (Some(e.id.clone()), Outcome::Mocked, status)
+            }
+            ByPath::Miss
+                if router.fallback.is_none()
+                    && !self.explain_404
+                    && super::Internal::of(&method, path).is_none() =>
+            {
+                let reply = crate::admin::page_not_found(path);
+                let header = super::json_header(
+                    reply.status,
+                    crate::admin::JSONAPI,
+                    reply.body.len(),
+                    &reply.headers,
+                );
+                self.gw.metrics.requests_other.inc();
+                write_response(
+                    &mut conn.out,
+                    &wire(&header),
+                    close,
+                    (!head).then_some(&reply.body),
+                );
+                (None, Outcome::Unmatched, reply.status)
+            }
+            _ => return None,
+        };
+        self.gw.metrics.requests_fast.inc();
         if let Some(journal) = self.gw.journal.as_ref() {
             journal.record(Entry {
                 seq: 0,
@@ -232,9 +256,9 @@ impl MockApp {
                 headers: journal_headers(req.headers),
                 body: bytes::Bytes::new(),
                 body_len: Some(0),
-                endpoint: Some(e.id.clone()),
-                outcome: Outcome::Mocked,
-                status: canned.header.status.as_u16(),
+                endpoint,
+                outcome,
+                status,
             });
         }
         conn.buf.advance(len);
@@ -259,6 +283,22 @@ impl MockApp {
             reused = self.proxy.process_new_http(session, shutdown).await;
         }
         None
+    }
+}
+
+/// A response: the status and header lines, `Date` and `Connection`, the body.
+fn write_response(out: &mut BytesMut, wire: &[u8], close: bool, body: Option<&bytes::Bytes>) {
+    out.clear();
+    out.extend_from_slice(wire);
+    out.extend_from_slice(b"Date: ");
+    out.extend_from_slice(pingora::protocols::http::date::get_cached_date().as_bytes());
+    out.extend_from_slice(if close {
+        b"\r\nConnection: close\r\n\r\n"
+    } else {
+        b"\r\nConnection: keep-alive\r\n\r\n"
+    });
+    if let Some(body) = body {
+        out.extend_from_slice(body);
     }
 }
 

@@ -80,7 +80,7 @@ impl SharedHeaders {
 /// The HTTP/1.1 status line and header lines of `header`, as Pingora's
 /// HTTP/1 session writes them, without the `Date` and `Connection` lines
 /// (the last two, which the session sets per response) and the blank line.
-fn wire(header: &ResponseHeader) -> Bytes {
+pub fn wire(header: &ResponseHeader) -> Bytes {
     let mut h = header.clone();
     h.remove_header(&http::header::DATE);
     h.remove_header(&http::header::CONNECTION);

@@ -26,7 +26,7 @@ use crate::config::{EndpointSpec, FileEndpoint, PathSpec, Upstream, Verb};
 use crate::template::BodyTemplate;
 use matcher::{Body, Conditions, Facts};
 
-pub use canned::Canned;
+pub use canned::{wire, Canned};
 pub use explain::NearMiss;
 pub use holder::{Gateway, WriteError};
 pub use layer::RuntimeLayer;
@@ -152,6 +152,16 @@ impl Group {
     fn len(&self) -> usize {
         1 + self.rest.as_ref().map_or(0, |r| r.len())
     }
+}
+
+/// What method and path alone tell of a request (`Router::find_by_path`).
+pub enum ByPath<'r> {
+    /// This endpoint answers, whatever the rest of the request holds.
+    Hit(&'r Endpoint),
+    /// No endpoint answers, whatever the rest of the request holds.
+    Miss,
+    /// The rest of the request could change the answer: `find` tells.
+    Unsure,
 }
 
 /// The result of looking a request up.
@@ -847,22 +857,28 @@ impl Router {
     /// rest of the request could change the answer (conditions on the route,
     /// or on one that could answer it), so that `find` must tell.
     #[inline]
-    pub fn find_by_path(&self, method: &http::Method, path: &str) -> Option<&Endpoint> {
+    pub fn find_by_path(&self, method: &http::Method, path: &str) -> ByPath<'_> {
         if self.by_path_alone {
             let headers = http::HeaderMap::new();
             return match self.find(method, path, &Facts::new(None, &headers)) {
-                Lookup::Hit(e, _) => Some(e),
-                _ => None,
+                Lookup::Hit(e, _) => ByPath::Hit(e),
+                Lookup::Miss => ByPath::Miss,
+                Lookup::NeedBody => ByPath::Unsure,
             };
         }
         // An exact route is decisive when its one endpoint takes every request.
-        let own = Verb::from_method(method)?.index();
-        for v in [own, Verb::Any.index()] {
+        let Some(own) = Verb::from_method(method) else {
+            return ByPath::Unsure;
+        };
+        for v in [own.index(), Verb::Any.index()] {
             if let Some(g) = self.exact(v, path) {
-                return g.plain.then_some(&*g.first);
+                return match g.plain {
+                    true => ByPath::Hit(&g.first),
+                    false => ByPath::Unsure,
+                };
             }
         }
-        None
+        ByPath::Unsure
     }
 
     /// The endpoint that answers `verb` on `path` with no headers, query or body.
@@ -1460,9 +1476,16 @@ mod tests {
                         );
                         // What the path alone decides, the whole request does too.
                         for r in [&grown, &full] {
-                            if let Some(e) = r.find_by_path(&method, path) {
-                                by_path += 1;
-                                assert_eq!(Some(e.id.to_string()), id(r), "{method} {path}");
+                            match r.find_by_path(&method, path) {
+                                ByPath::Hit(e) => {
+                                    by_path += 1;
+                                    assert_eq!(Some(e.id.to_string()), id(r), "{method} {path}");
+                                }
+                                ByPath::Miss => {
+                                    by_path += 1;
+                                    assert_eq!(None, id(r), "{method} {path}");
+                                }
+                                ByPath::Unsure => {}
                             }
                         }
                     }
