@@ -159,3 +159,97 @@ async fn a_silent_upstream_is_504_naming_it() {
         "{detail}"
     );
 }
+
+/// An upstream whose answer's framing the request path picks: chunked with
+/// a trailer, to the close of the connection, `Connection: close`,
+/// hop-by-hop fields, and a connection it drops once idle.
+fn framing_upstream() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match conn.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end);
+                    let path = head.split(' ').nth(1).unwrap_or_default().to_string();
+                    let (response, then_close): (&[u8], bool) = match path.as_str() {
+                        "/chunked" => (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n", false),
+                        "/until-close" => (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the close", true),
+                        "/then-close" => (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbye!", true),
+                        "/hop" => (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: timeout=5\r\nX-Kept: yes\r\n\r\nok", false),
+                        "/idle-close" => (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nidle", false),
+                        _ => (b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", false),
+                    };
+                    if conn.write_all(response).is_err() || then_close {
+                        return;
+                    }
+                    if path == "/idle-close" {
+                        // Closed without a word once idle, as upstreams do.
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn every_response_framing_is_relayed_and_connections_are_reused_safely() {
+    let port = framing_upstream();
+    let gw = Gateway::with_config(&sidecar_config(&format!("http://127.0.0.1:{port}"), ""));
+    let http = client();
+    for round in 0..3 {
+        for (path, body) in [
+            ("/chunked", "hello world"),
+            ("/hop", "ok"),
+            ("/until-close", "until the close"),
+            ("/then-close", "bye!"),
+            ("/idle-close", "idle"),
+        ] {
+            let r = http.get(gw.url(path)).send().await.unwrap();
+            assert_eq!(r.status(), 200, "round {round}: {path}");
+            if path == "/hop" {
+                assert_eq!(r.headers()["x-kept"], "yes");
+                assert!(r.headers().get("keep-alive").is_none(), "{:?}", r.headers());
+            }
+            assert_eq!(r.text().await.unwrap(), body, "round {round}: {path}");
+        }
+        // The idle connection the upstream dropped is not used again.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let r = http.head(gw.url("/hop")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "");
+    assert_eq!(
+        http.get(gw.url("/other")).send().await.unwrap().status(),
+        404
+    );
+    // They went the fast path's way (plain HTTP/1.1, no request body).
+    let metrics = http.get(gw.url("/metrics")).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    let fast: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("echo_fast_path_requests_total ")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0);
+    assert!(fast >= 17.0, "{text}");
+}

@@ -24,7 +24,8 @@ use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::EchoProxy;
+use super::{relay, EchoProxy};
+use crate::config::Upstream;
 use crate::journal::{Entry, Outcome};
 use crate::router::{wire, Action, ByPath, Endpoint, Gateway};
 
@@ -66,6 +67,8 @@ struct Conn {
     stream: Stream,
     buf: BytesMut,
     out: BytesMut,
+    /// The upstream's response as it is read (pass-through).
+    up: BytesMut,
 }
 
 /// What became of one request.
@@ -93,6 +96,7 @@ impl ServerApp for MockApp {
             stream,
             buf: BytesMut::with_capacity(4096),
             out: BytesMut::with_capacity(512),
+            up: BytesMut::new(),
         };
         let mut shutdown = shutdown.clone();
         loop {
@@ -127,6 +131,7 @@ impl MockApp {
                         }
                         return if close { Step::Close } else { Step::Next };
                     }
+                    Some(Answer::Relay(r)) => return self.relay(conn, *r).await,
                     Some(Answer::Partial) if conn.buf.len() < MAX_HEAD => {}
                     _ => return Step::Handover,
                 }
@@ -135,6 +140,11 @@ impl MockApp {
             let shutting_down = *shutdown.borrow();
             if idle && shutting_down {
                 return Step::Close;
+            }
+            // Room for a whole request header (an empty buffer takes its
+            // allocation back here).
+            if conn.buf.capacity() - conn.buf.len() < 1024 {
+                conn.buf.reserve(4096);
             }
             let read = conn.stream.read_buf(&mut conn.buf);
             let limit = if idle {
@@ -208,7 +218,16 @@ impl MockApp {
         let close = !keepalive || shutting_down;
         let head = method == http::Method::HEAD;
         let router = self.gw.current();
-        let (endpoint, outcome, status) = match router.find_by_path(&method, path) {
+        let relayable = |u: &Arc<Upstream>| (http11 && !u.tls).then(|| u.clone());
+        let (endpoint, outcome, status, relay_to) = match router.find_by_path(&method, path) {
+            ByPath::Hit(e) if matches!(e.action, Action::Proxy(_)) => {
+                let Action::Proxy(u) = &e.action else {
+                    return None;
+                };
+                let u = relayable(u)?;
+                e.hits.fetch_add(1, Ordering::Relaxed);
+                (Some(e.id.clone()), Outcome::Proxied, 0, Some(u))
+            }
             ByPath::Hit(e) => {
                 let canned = canned_only(e)?;
                 e.hits.fetch_add(1, Ordering::Relaxed);
@@ -220,13 +239,14 @@ impl MockApp {
                     (!head).then_some(&canned.body),
                 );
                 let status = canned.header.status.as_u16();
-                (Some(e.id.clone()), Outcome::Mocked, status)
+                (Some(e.id.clone()), Outcome::Mocked, status, None)
             }
-            ByPath::Miss
-                if router.fallback.is_none()
-                    && !self.explain_404
-                    && super::Internal::of(&method, path).is_none() =>
-            {
+            ByPath::Miss if super::Internal::of(&method, path).is_some() => return None,
+            ByPath::Miss if router.fallback.is_some() => {
+                let u = relayable(router.fallback.as_ref()?)?;
+                (None, Outcome::Proxied, 0, Some(u))
+            }
+            ByPath::Miss if !self.explain_404 => {
                 let reply = crate::admin::page_not_found(path);
                 let header = super::json_header(
                     reply.status,
@@ -241,28 +261,78 @@ impl MockApp {
                     close,
                     (!head).then_some(&reply.body),
                 );
-                (None, Outcome::Unmatched, reply.status)
+                (None, Outcome::Unmatched, reply.status, None)
             }
             _ => return None,
         };
         self.gw.metrics.requests_fast.inc();
-        if let Some(journal) = self.gw.journal.as_ref() {
-            journal.record(Entry {
-                seq: 0,
-                at_ms: crate::journal::now_ms(),
-                method: method.to_string(),
-                path: path.to_string(),
-                query: query.map(str::to_string),
-                headers: journal_headers(req.headers),
-                body: bytes::Bytes::new(),
-                body_len: Some(0),
-                endpoint,
-                outcome,
-                status,
-            });
+        if let Some(u) = &relay_to {
+            self.gw.metrics.requests_proxied.inc();
+            relay::upstream_request(u, method.as_str(), target, req.headers, &mut conn.out);
         }
+        let entry = self.gw.journal.as_ref().map(|_| Entry {
+            seq: 0,
+            at_ms: crate::journal::now_ms(),
+            method: method.to_string(),
+            path: path.to_string(),
+            query: query.map(str::to_string),
+            headers: journal_headers(req.headers),
+            body: bytes::Bytes::new(),
+            body_len: Some(0),
+            endpoint,
+            outcome,
+            status,
+        });
         conn.buf.advance(len);
-        Some(Answer::Respond { close })
+        Some(match relay_to {
+            Some(upstream) => Answer::Relay(Box::new(Relay {
+                upstream,
+                head,
+                close,
+                entry,
+            })),
+            None => {
+                if let (Some(journal), Some(entry)) = (self.gw.journal.as_ref(), entry) {
+                    journal.record(entry);
+                }
+                Answer::Respond { close }
+            }
+        })
+    }
+
+    /// Passes the request in `conn.out` on to its upstream and relays the
+    /// answer (or the error a failed pass-through gets).
+    async fn relay(&self, conn: &mut Conn, r: Relay) -> Step {
+        let Relay {
+            upstream,
+            head,
+            close,
+            entry,
+        } = r;
+        let Conn {
+            stream, out, up, ..
+        } = conn;
+        let (status, step) = match relay::relay(&upstream, out, head, close, stream, up).await {
+            relay::Relayed::Done { status, close } => {
+                (status, if close { Step::Close } else { Step::Next })
+            }
+            relay::Relayed::Broken => (0, Step::Close),
+            relay::Relayed::Failed(e) => {
+                let (status, body) = super::passthrough::error_response(Some(&upstream), &e);
+                if status > 0 {
+                    let header = super::json_header(status, crate::admin::JSONAPI, body.len(), &[]);
+                    write_response(out, &wire(&header), true, (!head).then_some(&body));
+                    let _ = stream.write_all(out).await;
+                    let _ = stream.flush().await;
+                }
+                (status, Step::Close)
+            }
+        };
+        if let (Some(journal), Some(mut entry)) = (self.gw.journal.as_ref(), entry) {
+            entry.status = status;
+            journal.record(entry);
+        }
+        step
     }
 
     /// Gives the connection, and the bytes read of its next request, to
@@ -302,9 +372,21 @@ fn write_response(out: &mut BytesMut, wire: &[u8], close: bool, body: Option<&by
     }
 }
 
+/// A request to pass on: it is in `conn.out`.
+struct Relay {
+    upstream: Arc<Upstream>,
+    head: bool,
+    /// The client asked to close (or the server is shutting down).
+    close: bool,
+    /// The journal entry, its status still to set.
+    entry: Option<Entry>,
+}
+
 enum Answer {
     /// The response is in `conn.out`.
     Respond { close: bool },
+    /// The request goes to an upstream.
+    Relay(Box<Relay>),
     /// The request header is not complete yet.
     Partial,
 }

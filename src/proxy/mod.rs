@@ -6,6 +6,7 @@
 mod fast;
 mod mock;
 mod passthrough;
+mod relay;
 
 use std::sync::Arc;
 

@@ -52,7 +52,7 @@ fn resolved() -> &'static Mutex<Resolved> {
 /// most `DNS_TTL` old. A lookup runs on the blocking pool, so not on every
 /// request; when it fails, the last address known serves on (as Envoy keeps
 /// its last hosts) rather than failing every request.
-async fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+pub(super) async fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Some(SocketAddr::new(ip, port));
     }
