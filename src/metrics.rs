@@ -11,7 +11,7 @@ pub struct Metrics {
     pub requests_mocked: IntCounter,
     pub requests_proxied: IntCounter,
     pub requests_other: IntCounter,
-    /// Requests answered by the HTTP/1 fast path (also counted as mocked).
+    /// Requests answered by the HTTP/1 fast path (also counted by outcome).
     pub requests_fast: IntCounter,
     pub reloads_ok: IntCounter,
     pub reloads_failed: IntCounter,
@@ -71,7 +71,7 @@ impl Metrics {
             requests_fast: counter(
                 &r,
                 "echo_fast_path_requests_total",
-                "Requests answered by the HTTP/1 fast path (also counted as mocked)",
+                "Requests answered by the HTTP/1 fast path (also counted by outcome)",
             ),
             reloads_ok: counter(
                 &r,
