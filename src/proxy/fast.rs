@@ -34,7 +34,9 @@ const MAX_HEADERS: usize = 64;
 /// A request header not complete within this many bytes goes to Pingora
 /// (which applies its own limits).
 const MAX_HEAD: usize = 16 * 1024;
-/// How long a started request header may take to arrive (Pingora's default).
+/// How long a request header may take to arrive in all, from its first
+/// byte: a client that dribbles it in is cut off (as nginx's
+/// `client_header_timeout`, Pingora's read timeout per read).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The mock listener's application: the fast path, then Pingora's proxy.
@@ -119,6 +121,7 @@ impl ServerApp for MockApp {
 impl MockApp {
     /// Reads one request header and answers it, or hands it over.
     async fn serve(&self, conn: &mut Conn, shutdown: &mut ShutdownWatch) -> Step {
+        let mut deadline = None;
         loop {
             if !conn.buf.is_empty() {
                 let shutting_down = *shutdown.borrow();
@@ -146,15 +149,15 @@ impl MockApp {
             if conn.buf.capacity() - conn.buf.len() < 1024 {
                 conn.buf.reserve(4096);
             }
-            let read = conn.stream.read_buf(&mut conn.buf);
             let limit = if idle {
-                self.keepalive
+                self.keepalive.map(|d| tokio::time::Instant::now() + d)
             } else {
-                Some(HEAD_TIMEOUT)
+                Some(*deadline.get_or_insert_with(|| tokio::time::Instant::now() + HEAD_TIMEOUT))
             };
+            let read = conn.stream.read_buf(&mut conn.buf);
             let n = tokio::select! {
                 biased;
-                n = with_timeout(limit, read) => n,
+                n = with_deadline(limit, read) => n,
                 _ = shutdown.changed(), if idle => return Step::Close,
             };
             match n {
@@ -391,9 +394,12 @@ enum Answer {
     Partial,
 }
 
-async fn with_timeout<F: std::future::Future>(limit: Option<Duration>, f: F) -> Option<F::Output> {
+async fn with_deadline<F: std::future::Future>(
+    limit: Option<tokio::time::Instant>,
+    f: F,
+) -> Option<F::Output> {
     match limit {
-        Some(d) => tokio::time::timeout(d, f).await.ok(),
+        Some(at) => tokio::time::timeout_at(at, f).await.ok(),
         None => Some(f.await),
     }
 }
