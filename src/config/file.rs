@@ -130,6 +130,7 @@ const SERVER_KEYS: &[&str] = &[
     "listen",
     "threads",
     "keepalive_timeout_secs",
+    "header_timeout_secs",
     "shutdown_grace_secs",
     "public_url",
     "h2c",
@@ -511,6 +512,11 @@ fn decode_server(n: &Node, cfg: &mut Config, d: &mut Diags) {
         if let Some(v) = d.int_in::<u64>(x, "server.keepalive_timeout_secs", 1, 3600) {
             let v = Duration::from_secs(v);
             cfg.server.keepalive_timeout = v;
+        }
+    }
+    if let Some(x) = t.get("header_timeout_secs") {
+        if let Some(v) = d.int_in::<u64>(x, "server.header_timeout_secs", 1, 3600) {
+            cfg.server.header_timeout = Duration::from_secs(v);
         }
     }
     if let Some(x) = t.get("shutdown_grace_secs") {

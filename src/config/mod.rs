@@ -19,6 +19,8 @@ pub const DEFAULT_ADMIN_MAX_BODY: usize = 1024 * 1024;
 pub const MAX_MATCH_BODY_LIMIT: usize = 64 * 1024;
 pub const DEFAULT_MATCH_BODY_LIMIT: usize = MAX_MATCH_BODY_LIMIT;
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
+/// Time a request header has to arrive in all (nginx's `client_header_timeout`).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -123,6 +125,9 @@ pub struct ServerConfig {
     pub threads: usize,
     /// Idle time after which a keep-alive connection is closed.
     pub keepalive_timeout: Duration,
+    /// Time a request header has to arrive in all, from its first byte;
+    /// a client that dribbles it in is disconnected.
+    pub header_timeout: Duration,
     /// Time given to requests in flight on SIGTERM.
     pub shutdown_grace: Duration,
     /// Base URL of the mock listener as clients reach it (for `Location`).
@@ -186,6 +191,7 @@ impl Default for Config {
                 listen: vec![DEFAULT_LISTEN.to_string()],
                 threads: 1,
                 keepalive_timeout: DEFAULT_KEEPALIVE,
+                header_timeout: DEFAULT_HEADER_TIMEOUT,
                 shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
                 public_url: None,
                 h2c: false,

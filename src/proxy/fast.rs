@@ -34,10 +34,6 @@ const MAX_HEADERS: usize = 64;
 /// A request header not complete within this many bytes goes to Pingora
 /// (which applies its own limits).
 const MAX_HEAD: usize = 16 * 1024;
-/// How long a request header may take to arrive in all, from its first
-/// byte: a client that dribbles it in is cut off (as nginx's
-/// `client_header_timeout`, Pingora's read timeout per read).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The mock listener's application: the fast path, then Pingora's proxy.
 pub struct MockApp {
@@ -47,6 +43,10 @@ pub struct MockApp {
     admin_shared: bool,
     /// Idle keep-alive connections are closed after this; `None`: never.
     keepalive: Option<Duration>,
+    /// A request header has this long to arrive in all, from its first
+    /// byte: a client that dribbles it in is disconnected (as nginx's
+    /// `client_header_timeout`). Pingora's session applies it per read.
+    header_timeout: Duration,
     /// Misses are answered with their near misses: Pingora's path does that.
     explain_404: bool,
 }
@@ -55,6 +55,7 @@ impl MockApp {
     pub fn new(proxy: HttpProxy<EchoProxy>, gw: Arc<Gateway>, admin_shared: bool) -> MockApp {
         let keepalive = Some(gw.config().server.keepalive_timeout).filter(|d| !d.is_zero());
         MockApp {
+            header_timeout: gw.config().server.header_timeout,
             explain_404: gw.config().journal.explain_404,
             proxy: Arc::new(proxy),
             gw,
@@ -152,7 +153,10 @@ impl MockApp {
             let limit = if idle {
                 self.keepalive.map(|d| tokio::time::Instant::now() + d)
             } else {
-                Some(*deadline.get_or_insert_with(|| tokio::time::Instant::now() + HEAD_TIMEOUT))
+                Some(
+                    *deadline
+                        .get_or_insert_with(|| tokio::time::Instant::now() + self.header_timeout),
+                )
             };
             let read = conn.stream.read_buf(&mut conn.buf);
             let n = tokio::select! {
@@ -344,6 +348,7 @@ impl MockApp {
         let mut session = ServerSession::new_http1(conn.stream);
         let shutting_down = *shutdown.borrow();
         session.set_keepalive(if shutting_down { None } else { Some(60) });
+        session.set_read_timeout(Some(self.header_timeout));
         if !conn.buf.is_empty() {
             session.set_pipelined_prefix(conn.buf);
         }
@@ -353,6 +358,7 @@ impl MockApp {
             if let Some(settings) = settings {
                 settings.apply_to_session(&mut session);
             }
+            session.set_read_timeout(Some(self.header_timeout));
             reused = self.proxy.process_new_http(session, shutdown).await;
         }
         None
