@@ -83,3 +83,103 @@ fn a_header_timeout_out_of_range_is_an_error_at_its_place() {
         "{stderr}"
     );
 }
+
+/// Arbitrary bytes where a request should be (valid requests with bytes
+/// flipped, cut short, repeated, or with long and many headers) never stop
+/// the gateway: whatever it answers is an HTTP/1.1 response, and a valid
+/// request after each batch, to a mock and through the pass-through, is
+/// answered as ever.
+#[test]
+fn garbage_requests_never_stop_the_gateway() {
+    let up = TestUpstream::echo();
+    let gw = from_file(&format!(
+        r#"
+[upstreams.app]
+url = "{}"
+
+[[endpoints]]
+verb = "GET"
+path = "/x"
+response = {{ code = 200, body = "x" }}
+
+[[endpoints]]
+verb = "ANY"
+path = "/up/{{*rest}}"
+response = {{ code = 200, proxy = "app" }}
+"#,
+        up.url()
+    ));
+    let seeds: [&[u8]; 5] = [
+        b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET /up/a?b=c HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n",
+        b"POST /up/p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+        b"GET /nothing HTTP/1.0\r\n\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"HEAD /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ];
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    for batch in 0..8 {
+        for _ in 0..100 {
+            let mut input = seeds[rng.usize(..seeds.len())].to_vec();
+            match rng.u8(..6) {
+                0 => {
+                    for _ in 0..rng.usize(1..8) {
+                        let i = rng.usize(..input.len());
+                        input[i] = rng.u8(..);
+                    }
+                }
+                1 => input.truncate(rng.usize(..input.len())),
+                2 => {
+                    let at = input.len() - 2;
+                    let line = format!("X-Long: {}\r\n", "v".repeat(rng.usize(1..40_000)));
+                    input.splice(at..at, line.into_bytes());
+                }
+                3 => {
+                    let at = input.len() - 2;
+                    let lines: String = (0..rng.usize(50..300))
+                        .map(|i| format!("X-{i}: {i}\r\n"))
+                        .collect();
+                    input.splice(at..at, lines.into_bytes());
+                }
+                4 => {
+                    let copy = input.clone();
+                    for _ in 0..rng.usize(1..20) {
+                        input.extend_from_slice(&copy);
+                    }
+                }
+                _ => input = (0..rng.usize(1..200)).map(|_| rng.u8(..)).collect(),
+            }
+            let Ok(mut conn) = TcpStream::connect(("127.0.0.1", gw.port)) else {
+                panic!("batch {batch}: the gateway takes no connection");
+            };
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = conn.write_all(&input);
+            let _ = conn.shutdown(std::net::Shutdown::Write);
+            let mut answer = Vec::new();
+            let _ = conn.read_to_end(&mut answer);
+            assert!(
+                answer.is_empty() || answer.starts_with(b"HTTP/1.1 "),
+                "{:?} got {:?}",
+                String::from_utf8_lossy(&input),
+                String::from_utf8_lossy(&answer[..answer.len().min(200)])
+            );
+        }
+        let x = raw_request(
+            gw.port,
+            "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        );
+        assert!(
+            x.starts_with("HTTP/1.1 200") && x.ends_with("\r\n\r\nx"),
+            "batch {batch}: {x}"
+        );
+        let relayed = raw_request(
+            gw.port,
+            "GET /up/after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        );
+        assert!(
+            relayed.contains("\r\n\r\nGET /up/after HTTP/1.1"),
+            "batch {batch}: {relayed}"
+        );
+    }
+    let logs = gw.logs();
+    assert!(!logs.contains("panicked"), "{logs}");
+}
