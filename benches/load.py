@@ -295,6 +295,26 @@ def echo_env():
     return env
 
 
+def prepare(args):
+    """Checks for wrk and nginx; the binary to run (`--binary`, else a release build)."""
+    for tool in ("wrk", args.nginx):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} not found: apt-get install wrk nginx-light")
+    if args.binary:
+        return args.binary
+    subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)
+    return f"{ROOT}/target/release/echo-gateway"
+
+
+def clean_up(procs, tmp):
+    """Stops every process started and removes `tmp` (kept with KEEP_TMP=1)."""
+    procs.stop_all()
+    if os.environ.get("KEEP_TMP"):
+        print(f"kept {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # --- sections ----------------------------------------------------------------
 
 
@@ -509,13 +529,7 @@ def main():
     ap.add_argument("--creates-existing", default="1000,100000", help="existing endpoints for the creates section")
     args = ap.parse_args()
 
-    for tool in ("wrk", args.nginx):
-        if not shutil.which(tool):
-            raise SystemExit(f"{tool} not found: apt-get install wrk nginx-light")
-    binary = args.binary
-    if not binary:
-        subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)
-        binary = f"{ROOT}/target/release/echo-gateway"
+    binary = prepare(args)
     sections = set(args.sections.split(","))
     procs = Procs()
     tmp = tempfile.mkdtemp(prefix="echo-load-")
@@ -536,11 +550,7 @@ def main():
                 rate, fill = creates(args, binary, tmp, procs, existing, 500)
                 print(f"\ncreates/s with {existing} existing runtime endpoints: {rate:.0f} (filling took {fill:.1f} s)")
     finally:
-        procs.stop_all()
-        if os.environ.get("KEEP_TMP"):
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        clean_up(procs, tmp)
 
 
 if __name__ == "__main__":

@@ -171,13 +171,7 @@ def main():
     ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     args = ap.parse_args()
 
-    for tool in ("wrk", args.nginx):
-        if not shutil.which(tool):
-            raise SystemExit(f"{tool} not found: apt-get install wrk nginx-light")
-    binary = args.binary
-    if not binary:
-        subprocess.run(["cargo", "build", "--release", "--locked"], cwd=load.ROOT, check=True)
-        binary = f"{load.ROOT}/target/release/echo-gateway"
+    binary = load.prepare(args)
 
     procs = load.Procs()
     tmp = tempfile.mkdtemp(prefix="echo-soak-")
@@ -259,11 +253,7 @@ def main():
         return 1 if failed else 0
     finally:
         stop.set()
-        procs.stop_all()
-        if os.environ.get("KEEP_TMP"):
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        load.clean_up(procs, tmp)
 
 
 if __name__ == "__main__":

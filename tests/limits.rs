@@ -68,13 +68,8 @@ fn a_header_timeout_out_of_range_is_an_error_at_its_place() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("echo.toml");
     std::fs::write(&file, "[server]\nheader_timeout_secs = 0\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_echo-gateway"))
-        .arg("validate")
-        .arg(&file)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = validate(&file);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!(
             "{}:2:23: server.header_timeout_secs must be between 1 and 3600, not 0",

@@ -56,19 +56,6 @@ async fn get(gw: &Gateway, path: &str) -> String {
     answer(gw, "GET", path, &[], None).await
 }
 
-/// Runs `validate` on a directory with these files; returns the exit code and stderr.
-fn validate(dir: &std::path::Path) -> (Option<i32>, String) {
-    let out = Command::new(BIN)
-        .arg("validate")
-        .arg(dir)
-        .output()
-        .expect("run validate");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     for (name, text) in files {

@@ -8,25 +8,12 @@ mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
-
-fn validate(dir: &Path) -> (Option<i32>, String) {
-    let out = Command::new(BIN)
-        .arg("validate")
-        .arg(dir)
-        .output()
-        .expect("run validate");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// The `detail` of the first error of a 422.
 async fn detail_of_422(gw: &Gateway, attributes: Value) -> String {
@@ -1148,6 +1135,14 @@ body = "plain"
     assert!(old.ends_with("\r\n\r\nplain"), "{old}");
 }
 
+/// The bodies of the responses in `raw`, one after the other on a connection.
+fn response_bodies(raw: &str) -> Vec<&str> {
+    raw.split("HTTP/1.1 ")
+        .skip(1)
+        .map(|r| r.split("\r\n\r\n").nth(1).unwrap_or_default())
+        .collect()
+}
+
 /// Requests sent one after the other without waiting (HTTP/1.1 pipelining),
 /// a POST with a body among them, are all answered, in order, on the one
 /// connection.
@@ -1177,11 +1172,7 @@ body = "posted"
          GET /p/2 HTTP/1.1\r\nHost: a\r\n\r\n\
          GET /p/3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
     );
-    let bodies: Vec<&str> = raw
-        .split("HTTP/1.1 ")
-        .skip(1)
-        .map(|r| r.split("\r\n\r\n").nth(1).unwrap_or_default())
-        .collect();
+    let bodies = response_bodies(&raw);
     assert_eq!(bodies, ["get 1", "posted", "get 2", "get 3"], "{raw}");
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
     assert_eq!(raw.matches("HTTP/1.1 201").count(), 1, "{raw}");
@@ -1274,11 +1265,7 @@ body = "posted"
          GET /fast HTTP/1.1\r\nHost: a\r\n\r\n\
          GET /fast HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
     );
-    let bodies: Vec<&str> = raw
-        .split("HTTP/1.1 ")
-        .skip(1)
-        .map(|r| r.split("\r\n\r\n").nth(1).unwrap_or_default())
-        .collect();
+    let bodies = response_bodies(&raw);
     assert_eq!(bodies, ["fast", "fast", "posted", "fast", "fast"], "{raw}");
 
     // A request header that arrives in pieces.

@@ -57,13 +57,8 @@ fn header_injection_is_refused_in_config_files() {
         "[[endpoints]]\nverb = \"GET\"\npath = \"/h\"\n[endpoints.response]\ncode = 200\nheaders = { \"X-A\" = \"a\\r\\nSet-Cookie: x=1\" }\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_echo-gateway"))
-        .arg("validate")
-        .arg(&file)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = validate(&file);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!(
             "{}:6:21: header `X-A` has a character",

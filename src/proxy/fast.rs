@@ -369,6 +369,15 @@ impl MockApp {
 fn write_response(out: &mut BytesMut, wire: &[u8], close: bool, body: Option<&bytes::Bytes>) {
     out.clear();
     out.extend_from_slice(wire);
+    end_head(out, close);
+    if let Some(body) = body {
+        out.extend_from_slice(body);
+    }
+}
+
+/// Ends a response header as Pingora's HTTP/1 session does: the current
+/// `Date`, `Connection` for what happens to the connection, a blank line.
+pub(super) fn end_head(out: &mut BytesMut, close: bool) {
     out.extend_from_slice(b"Date: ");
     out.extend_from_slice(pingora::protocols::http::date::get_cached_date().as_bytes());
     out.extend_from_slice(if close {
@@ -376,9 +385,6 @@ fn write_response(out: &mut BytesMut, wire: &[u8], close: bool, body: Option<&by
     } else {
         b"\r\nConnection: keep-alive\r\n\r\n"
     });
-    if let Some(body) = body {
-        out.extend_from_slice(body);
-    }
 }
 
 /// A request to pass on: it is in `conn.out`.

@@ -356,13 +356,7 @@ fn response_head(raw: &[u8], close: bool, out: &mut BytesMut) {
         out.extend_from_slice(line);
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"Date: ");
-    out.extend_from_slice(pingora::protocols::http::date::get_cached_date().as_bytes());
-    out.extend_from_slice(if close {
-        b"\r\nConnection: close\r\n\r\n"
-    } else {
-        b"\r\nConnection: keep-alive\r\n\r\n"
-    });
+    super::fast::end_head(out, close);
 }
 
 /// Copies the body, as framed, from `up` (after what `buf` already holds)

@@ -59,8 +59,9 @@ impl SharedHeaders {
         if let Some(s) = found {
             return (s.header.clone(), s.wire.clone());
         }
-        let header = build_header(code, headers, body_len);
+        let mut header = base_header(code, headers, body_len);
         let wire = wire(&header);
+        add_placeholders(&mut header);
         let header = Arc::new(header);
         let shared = Shared {
             code,
@@ -77,13 +78,11 @@ impl SharedHeaders {
     }
 }
 
-/// The HTTP/1.1 status line and header lines of `header`, as Pingora's
-/// HTTP/1 session writes them, without the `Date` and `Connection` lines
-/// (the last two, which the session sets per response) and the blank line.
-pub fn wire(header: &ResponseHeader) -> Bytes {
-    let mut h = header.clone();
-    h.remove_header(&http::header::DATE);
-    h.remove_header(&http::header::CONNECTION);
+/// The HTTP/1.1 status line and header lines of `h`, as Pingora's HTTP/1
+/// session writes them, without the blank line that ends them. `h` is a
+/// header without `Date` and `Connection`, which the session sets per
+/// response.
+pub fn wire(h: &ResponseHeader) -> Bytes {
     let mut buf = bytes::BytesMut::with_capacity(128);
     buf.extend_from_slice(b"HTTP/1.1 ");
     buf.extend_from_slice(h.status.as_str().as_bytes());
@@ -98,12 +97,7 @@ pub fn wire(header: &ResponseHeader) -> Bytes {
 
 /// A response header with exactly `headers` (names as spelled) and a correct
 /// `Content-Length`. 204 and 304 carry no `Content-Length` (RFC 9110 8.6).
-///
-/// It also holds the `Date` and `Connection` headers that the HTTP/1 session
-/// sets on every response, with placeholder values: setting them then
-/// replaces a value in the per-request copy, where adding them would grow
-/// its header maps (a rehash and reallocations on every request).
-pub fn build_header(code: u16, headers: &[(String, String)], body_len: usize) -> ResponseHeader {
+fn base_header(code: u16, headers: &[(String, String)], body_len: usize) -> ResponseHeader {
     let mut h = match ResponseHeader::build(code, Some(headers.len() + 3)) {
         Ok(h) => h,
         // Codes are validated to 200..=599 before they get here.
@@ -116,9 +110,16 @@ pub fn build_header(code: u16, headers: &[(String, String)], body_len: usize) ->
     if code != 204 && code != 304 {
         let _ = h.insert_header("Content-Length", body_len.to_string());
     }
+    h
+}
+
+/// Adds the `Date` and `Connection` headers that the HTTP/1 session sets on
+/// every response, with placeholder values: setting them then replaces a
+/// value in the per-request copy, where adding them would grow its header
+/// maps (a rehash and reallocations on every request).
+fn add_placeholders(h: &mut ResponseHeader) {
     let _ = h.insert_header(http::header::DATE, "Thu, 01 Jan 1970 00:00:00 GMT");
     let _ = h.insert_header(http::header::CONNECTION, "keep-alive");
-    h
 }
 
 fn unreachable_header() -> ResponseHeader {

@@ -12,6 +12,19 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_echo-gateway");
 pub const JSONAPI: &str = "application/vnd.api+json";
 
+/// Runs `echo-gateway validate` on a file or directory; the exit code and stderr.
+pub fn validate(path: &Path) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .arg("validate")
+        .arg(path)
+        .output()
+        .expect("run validate");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A port that was free a moment ago (the OS picked it for port 0).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
