@@ -13,6 +13,8 @@ pub struct Metrics {
     pub requests_other: IntCounter,
     /// Requests answered by the HTTP/1 fast path (also counted by outcome).
     pub requests_fast: IntCounter,
+    /// Connections and requests refused for a limit, by reason.
+    pub refused: Refused,
     pub reloads_ok: IntCounter,
     pub reloads_failed: IntCounter,
     /// Errors of the last config load (0 when it succeeded).
@@ -60,11 +62,43 @@ fn requests(registry: &Registry) -> IntCounterVec {
     v
 }
 
+/// `echo_refused_total{reason}`: what limits turned away.
+#[derive(Clone)]
+pub struct Refused {
+    /// Connections over `server.max_connections` (503).
+    pub connections: IntCounter,
+    /// Request heads over their size limits (414, 431).
+    pub header: IntCounter,
+    /// Admin requests over the admin rate limit (429).
+    pub admin_rate: IntCounter,
+    /// Requests over an endpoint's declared rate (429).
+    pub endpoint_rate: IntCounter,
+}
+
+fn refused(registry: &Registry) -> Refused {
+    let v = IntCounterVec::new(
+        Opts::new(
+            "echo_refused_total",
+            "Connections and requests refused for a limit, by reason",
+        ),
+        &["reason"],
+    )
+    .unwrap_or_else(|_| std::process::abort());
+    let _ = registry.register(Box::new(v.clone()));
+    Refused {
+        connections: v.with_label_values(&["connections"]),
+        header: v.with_label_values(&["header"]),
+        admin_rate: v.with_label_values(&["admin_rate"]),
+        endpoint_rate: v.with_label_values(&["endpoint_rate"]),
+    }
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
         let by_outcome = requests(&r);
         Metrics {
+            refused: refused(&r),
             requests_mocked: by_outcome.with_label_values(&["mocked"]),
             requests_proxied: by_outcome.with_label_values(&["proxied"]),
             requests_other: by_outcome.with_label_values(&["other"]),

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use pingora::apps::HttpServerOptions;
-use pingora::proxy::ProxyServiceBuilder;
+use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
 
 use crate::config::{Config, Overrides};
-use crate::proxy::{EchoProxy, MockApp, Role};
+use crate::proxy::{EchoProxy, Limited, MockApp, Role};
 use crate::router::Gateway;
 
 /// Runs the gateway until SIGTERM (graceful) or SIGINT (fast). `paths` are
@@ -60,23 +60,26 @@ pub fn run(config: Config, paths: Vec<PathBuf>, overrides: Overrides) -> anyhow:
         o.h2c = cfg.server.h2c;
         o
     };
+    let max_conns = cfg.server.max_connections;
+    let refused = || gw.metrics.refused.connections.clone();
     let role = Role::Mock {
         admin: cfg.admin.shares_mock_listener(),
     };
-    let mocks = EchoProxy::new(gw.clone(), role);
+    let mut proxy =
+        pingora::proxy::http_proxy(&server.configuration, EchoProxy::new(gw.clone(), role));
     if cfg.server.h2c {
-        // HTTP/2 over cleartext: Pingora tells HTTP/2 from HTTP/1 per connection.
-        let mut mock = ProxyServiceBuilder::new(&server.configuration, mocks)
-            .name("echo-gateway mocks")
-            .server_options(options())
-            .build();
+        // HTTP/2 over cleartext: Pingora tells HTTP/2 from HTTP/1 per
+        // connection, so the HTTP/1 fast path stands aside.
+        proxy.server_options = Some(options());
+        let app = Limited::new(proxy, max_conns, refused());
+        let mut mock = Service::new("echo-gateway mocks".to_string(), app);
         for addr in &cfg.server.listen {
             mock.add_tcp(addr);
         }
         server.add_service(mock);
     } else {
-        let proxy = pingora::proxy::http_proxy(&server.configuration, mocks);
         let app = MockApp::new(proxy, gw.clone(), cfg.admin.shares_mock_listener());
+        let app = Limited::new(app, max_conns, refused());
         let mut mock = Service::new("echo-gateway mocks".to_string(), app);
         for addr in &cfg.server.listen {
             mock.add_tcp(addr);
@@ -85,20 +88,31 @@ pub fn run(config: Config, paths: Vec<PathBuf>, overrides: Overrides) -> anyhow:
     }
 
     if let (true, Some(addr)) = (cfg.admin.enabled, cfg.admin.listen.as_ref()) {
-        let mut admin = ProxyServiceBuilder::new(
+        let mut proxy = pingora::proxy::http_proxy(
             &server.configuration,
             EchoProxy::new(gw.clone(), Role::Admin),
-        )
-        .name("echo-gateway admin")
-        .server_options(options())
-        .build();
-        admin.add_tcp(addr);
+        );
+        proxy.server_options = Some(options());
+        let app = Limited::new(proxy, max_conns, refused());
+        let mut admin = Service::new("echo-gateway admin".to_string(), app);
+        match &cfg.admin.tls {
+            Some(tls) => {
+                // Checked when the config loaded (`crate::tls::check`).
+                let settings = TlsSettings::intermediate(
+                    &tls.cert.to_string_lossy(),
+                    &tls.key.to_string_lossy(),
+                )?;
+                admin.add_tls_with_settings(addr, None, settings);
+            }
+            None => admin.add_tcp(addr),
+        }
         server.add_service(admin);
     }
 
     tracing::info!(
         listen = ?cfg.server.listen,
         admin = %cfg.admin.listen.as_deref().unwrap_or(if cfg.admin.enabled { "shared" } else { "off" }),
+        admin_tls = cfg.admin.tls.is_some(),
         store = gw.store().kind(),
         endpoints = gw.current().endpoint_count(),
         files = cfg.files.len(),

@@ -14,8 +14,6 @@ use serde::Serialize;
 
 /// Work a single render may do (minijinja fuel): loops cannot run away.
 pub const FUEL: u64 = 200_000;
-/// The largest rendered body.
-pub const MAX_OUTPUT: usize = 4 * 1024 * 1024;
 
 /// What a template can read of the request.
 #[derive(Debug, Default, Serialize)]
@@ -101,18 +99,49 @@ impl BodyTemplate {
         self.reads_body
     }
 
-    /// Renders the body for a request.
+    /// Renders the body for a request. Output stops at
+    /// `server.max_template_output_bytes`: a larger body is an error, and
+    /// is never held in memory whole.
     pub fn render(&self, request: &RequestView) -> Result<String, String> {
         let t = self.env.get_template("body").map_err(|e| describe(&e))?;
-        let out = t
-            .render(minijinja::context! { request => Value::from_serialize(request) })
-            .map_err(|e| describe(&e))?;
-        if out.len() > MAX_OUTPUT {
-            return Err(format!(
-                "the rendered body is larger than {MAX_OUTPUT} bytes"
-            ));
+        let limit = crate::limits::template_output();
+        let mut out = Capped {
+            buf: Vec::new(),
+            limit,
+            over: false,
+        };
+        let ctx = minijinja::context! { request => Value::from_serialize(request) };
+        if let Err(e) = t.render_captured_to(ctx, &mut out).map(drop) {
+            if out.over {
+                return Err(format!(
+                    "the rendered body is larger than {limit} bytes (server.max_template_output_bytes)"
+                ));
+            }
+            return Err(describe(&e));
         }
-        Ok(out)
+        String::from_utf8(out.buf).map_err(|_| "the rendered body is not UTF-8".to_string())
+    }
+}
+
+/// A buffer that refuses to grow past `limit` bytes.
+struct Capped {
+    buf: Vec<u8>,
+    limit: usize,
+    over: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > self.limit {
+            self.over = true;
+            return Err(std::io::Error::other("rendered body too large"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

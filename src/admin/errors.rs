@@ -54,6 +54,12 @@ fn title(code: &str) -> &'static str {
         "bad_gateway" => "Bad gateway",
         "gateway_timeout" => "Gateway timeout",
         "store_unavailable" => "Store unavailable",
+        "endpoint_limit" => "Endpoint limit reached",
+        "too_many_requests" => "Too many requests",
+        "uri_too_long" => "Request line too long",
+        "header_fields_too_large" => "Request header fields too large",
+        "request_timeout" => "Request timeout",
+        "too_many_connections" => "Too many connections",
         _ => "Internal error",
     }
 }

@@ -62,7 +62,7 @@ impl Reply {
         }
     }
 
-    fn with_header(mut self, name: &'static str, value: String) -> Reply {
+    pub fn with_header(mut self, name: &'static str, value: String) -> Reply {
         self.headers.push((name, value));
         self
     }
@@ -422,6 +422,13 @@ fn write_error(e: WriteError) -> Reply {
                 .collect();
             Reply::errors(422, &list)
         }
+        WriteError::Full(limit) => Reply::error(ErrorObject::new(
+            507,
+            "endpoint_limit",
+            &format!(
+                "the gateway holds its limit of {limit} endpoints (server.max_endpoints); delete some or raise the limit"
+            ),
+        )),
         WriteError::Store(StoreError::Unavailable(why)) => {
             tracing::error!(error = %why, "store unavailable");
             Reply::error(ErrorObject::new(

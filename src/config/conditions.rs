@@ -17,8 +17,6 @@ const BODY_KEYS: &[&str] = &[
     "regex",
     "contains",
 ];
-/// Compiled size limit of one condition's regular expression.
-pub const MAX_CONDITION_REGEX: usize = 256 * 1024;
 
 /// A condition on one named value (a query parameter, header or cookie).
 #[derive(Debug, Clone, PartialEq)]
@@ -176,7 +174,7 @@ impl BodyMatch {
 /// the whole value).
 pub fn compile_regex(s: &str) -> Result<regex::Regex, regex::Error> {
     regex::RegexBuilder::new(s)
-        .size_limit(MAX_CONDITION_REGEX)
+        .size_limit(crate::limits::regex_bytes())
         .build()
 }
 
@@ -409,7 +407,13 @@ fn decode_body(n: &Node, diags: &mut Diags) -> Option<BodyMatch> {
     }
 }
 
-fn one_line(e: &regex::Error) -> String {
+/// A regex error on one line; a pattern over the size limit names the setting.
+pub(crate) fn one_line(e: &regex::Error) -> String {
+    if let regex::Error::CompiledTooBig(limit) = e {
+        return format!(
+            "it compiles to more than {limit} bytes (server.max_regex_bytes); simplify it or raise the limit"
+        );
+    }
     e.to_string()
         .lines()
         .map(str::trim)

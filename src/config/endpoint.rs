@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use super::conditions::MatchSpec;
+use super::conditions::{one_line, MatchSpec};
 use super::doc::{Diags, Loc, Node};
 
 /// The request methods a mock can answer (spec A5, A6).
@@ -128,8 +128,18 @@ pub struct ResponseSpec {
     pub delay: Option<Delay>,
     /// Misbehave instead of answering properly.
     pub fault: Option<Fault>,
+    /// Answer 429 beyond this many requests per window.
+    pub rate_limit: Option<RateLimit>,
     /// Name of an upstream to pass the request to instead of answering.
     pub proxy: Option<String>,
+}
+
+/// `response.rate_limit`: at most `requests` answers per `per_secs` seconds
+/// (per gateway process); the rest get 429 with `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub per_secs: u32,
 }
 
 /// A fixed delay (`min == max`) or one drawn uniformly from `min..=max`.
@@ -237,6 +247,12 @@ impl EndpointSpec {
             };
             response.insert("fault".into(), v);
         }
+        if let Some(l) = r.rate_limit {
+            response.insert(
+                "rate_limit".into(),
+                json!({"requests": l.requests, "per_secs": l.per_secs}),
+            );
+        }
         if let Some(p) = &r.proxy {
             response.insert("proxy".into(), json!(p));
         }
@@ -285,12 +301,12 @@ const RESPONSE_KEYS: &[&str] = &[
     "template_file",
     "delay_ms",
     "fault",
+    "rate_limit",
     "proxy",
 ];
 const VERB_LIST: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE or ANY";
 const PATH_REQUIRED_HINT: &str = "give `path` (exact or template) or `path_regex`";
 pub const MAX_PATH_LEN: usize = 2048;
-const MAX_REGEX_SIZE: usize = 1 << 20;
 
 /// The attributes present in a document; for a PATCH the absent ones keep
 /// their stored values (A8).
@@ -477,17 +493,8 @@ fn decode_regex(n: &Node, diags: &mut Diags) -> Option<PathSpec> {
 /// Compiles a `path_regex`, anchored so that it matches the whole path.
 pub fn compile_path_regex(s: &str) -> Result<regex::Regex, regex::Error> {
     regex::RegexBuilder::new(&format!("^(?:{s})$"))
-        .size_limit(MAX_REGEX_SIZE)
+        .size_limit(crate::limits::regex_bytes())
         .build()
-}
-
-fn one_line(e: &regex::Error) -> String {
-    e.to_string()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn is_pchar_byte(b: u8) -> bool {
@@ -771,6 +778,10 @@ fn decode_response(n: &Node, ctx: &SchemaContext<'_>, diags: &mut Diags) -> Opti
         .get("fault")
         .filter(|x| !x.is_null())
         .and_then(|x| decode_fault(x, diags));
+    let rate_limit = t
+        .get("rate_limit")
+        .filter(|x| !x.is_null())
+        .and_then(|x| decode_rate_limit(x, diags));
 
     let mut proxy = None;
     if let Some(p) = t.get("proxy").filter(|p| !p.is_null()) {
@@ -800,6 +811,7 @@ fn decode_response(n: &Node, ctx: &SchemaContext<'_>, diags: &mut Diags) -> Opti
             "body_file",
             "delay_ms",
             "fault",
+            "rate_limit",
         ] {
             if let Some(x) = t.get(key).filter(|x| !x.is_null()) {
                 diags.push_hint(
@@ -823,7 +835,37 @@ fn decode_response(n: &Node, ctx: &SchemaContext<'_>, diags: &mut Diags) -> Opti
         template_file,
         delay,
         fault,
+        rate_limit,
         proxy,
+    })
+}
+
+fn decode_rate_limit(n: &Node, diags: &mut Diags) -> Option<RateLimit> {
+    const HINT: &str =
+        "write { requests = N, per_secs = S }, for example { requests = 10, per_secs = 1 }";
+    if n.entries().is_none() {
+        diags.push_hint(
+            &n.loc,
+            format!("response.rate_limit must be a table, not {}", n.type_name()),
+            HINT,
+        );
+        return None;
+    }
+    diags.unknown_keys(n, "response.rate_limit", &["requests", "per_secs"]);
+    let requests = match n.get("requests") {
+        Some(x) => diags.int_in::<u32>(x, "response.rate_limit.requests", 0, 1_000_000),
+        None => {
+            diags.push_hint(&n.loc, "response.rate_limit needs requests", HINT);
+            None
+        }
+    };
+    let per_secs = match n.get("per_secs") {
+        Some(x) => diags.int_in::<u32>(x, "response.rate_limit.per_secs", 1, 3600),
+        None => Some(1),
+    };
+    Some(RateLimit {
+        requests: requests?,
+        per_secs: per_secs?,
     })
 }
 

@@ -136,8 +136,26 @@ const SERVER_KEYS: &[&str] = &[
     "h2c",
     "watch_config",
     "match_body_limit",
+    "max_request_line_bytes",
+    "max_header_bytes",
+    "max_headers",
+    "max_connections",
+    "body_timeout_secs",
+    "max_endpoints",
+    "max_template_output_bytes",
+    "max_regex_bytes",
 ];
-const ADMIN_KEYS: &[&str] = &["enabled", "listen", "token", "token_env", "max_body_bytes"];
+const ADMIN_KEYS: &[&str] = &[
+    "enabled",
+    "listen",
+    "token",
+    "token_env",
+    "max_body_bytes",
+    "rate_per_client",
+    "rate_per_token",
+    "tls_cert",
+    "tls_key",
+];
 const UPSTREAM_KEYS: &[&str] = &[
     "url",
     "connect_timeout_ms",
@@ -292,7 +310,7 @@ pub fn load_with(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, Con
                 seen_sections.insert(section, here);
                 match section {
                     "server" => decode_server(n, &mut cfg, &mut d),
-                    "admin" => decode_admin(n, &mut cfg, &mut d),
+                    "admin" => decode_admin(n, &mut cfg, &mut d, &src.files.dir),
                     "store" => decode_store(n, &mut cfg, &mut d),
                     "metrics" => decode_metrics(n, &mut cfg, &mut d),
                     "journal" => decode_journal(n, &mut cfg, &mut d),
@@ -331,6 +349,9 @@ pub fn load_with(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, Con
             hint: None,
         });
     }
+
+    // The regex and template limits hold for the endpoints checked below.
+    crate::limits::apply(&cfg.server);
 
     // Pass 2: endpoints, checked against the upstreams and the admin layout.
     let upstream_names = cfg.upstream_names();
@@ -424,6 +445,17 @@ pub fn load_with(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, Con
                     format!("the endpoint at {first} answers the same requests; remove one"),
                 );
                 continue;
+            }
+            if cfg.endpoints.len() == cfg.server.max_endpoints {
+                d.push_hint(
+                    &t.loc,
+                    format!(
+                        "this is endpoint {} of the config files, over server.max_endpoints ({})",
+                        cfg.endpoints.len() + 1,
+                        cfg.server.max_endpoints
+                    ),
+                    "raise server.max_endpoints (each endpoint takes about 1.4 KiB of memory) or split the mocks over gateways",
+                );
             }
             ids.insert(id.clone(), here.clone());
             routes.insert(key, here);
@@ -553,9 +585,55 @@ fn decode_server(n: &Node, cfg: &mut Config, d: &mut Diags) {
             cfg.server.watch_config = b;
         }
     }
+    let s = &mut cfg.server;
+    let head_max = i128::try_from(super::MAX_HEADER_BYTES_LIMIT).unwrap_or(1 << 20);
+    for (key, field, min, max) in [
+        (
+            "max_request_line_bytes",
+            &mut s.max_request_line,
+            256,
+            head_max,
+        ),
+        ("max_header_bytes", &mut s.max_header_bytes, 1024, head_max),
+        ("max_headers", &mut s.max_headers, 1, 256),
+        ("max_connections", &mut s.max_connections, 1, 1_000_000),
+        ("max_endpoints", &mut s.max_endpoints, 1, 10_000_000),
+        (
+            "max_template_output_bytes",
+            &mut s.max_template_output,
+            1,
+            1 << 30,
+        ),
+        ("max_regex_bytes", &mut s.max_regex_bytes, 1024, 1 << 30),
+    ] {
+        if let Some(x) = t.get(key) {
+            if let Some(v) = d.int_in::<usize>(x, &format!("server.{key}"), min, max) {
+                *field = v;
+            }
+        }
+    }
+    if let Some(x) = t.get("body_timeout_secs") {
+        if let Some(v) = d.int_in::<u64>(x, "server.body_timeout_secs", 1, 3600) {
+            s.body_timeout = Duration::from_secs(v);
+        }
+    }
+    if s.max_request_line > s.max_header_bytes {
+        if let Some(x) = t
+            .get("max_request_line_bytes")
+            .or(t.get("max_header_bytes"))
+        {
+            d.push(
+                &x.loc,
+                format!(
+                    "server.max_request_line_bytes ({}) is more than server.max_header_bytes ({})",
+                    s.max_request_line, s.max_header_bytes
+                ),
+            );
+        }
+    }
 }
 
-fn decode_admin(n: &Node, cfg: &mut Config, d: &mut Diags) {
+fn decode_admin(n: &Node, cfg: &mut Config, d: &mut Diags, dir: &Path) {
     let Some(t) = d.table(n, "[admin]") else {
         return;
     };
@@ -597,6 +675,60 @@ fn decode_admin(n: &Node, cfg: &mut Config, d: &mut Diags) {
     if let Some(x) = t.get("max_body_bytes") {
         if let Some(v) = d.int_in::<usize>(x, "admin.max_body_bytes", 1024, 1 << 30) {
             cfg.admin.max_body_bytes = v;
+        }
+    }
+    for (key, field) in [
+        ("rate_per_client", &mut cfg.admin.rate_per_client),
+        ("rate_per_token", &mut cfg.admin.rate_per_token),
+    ] {
+        if let Some(x) = t.get(key) {
+            if let Some(v) = d.int_in::<u64>(x, &format!("admin.{key}"), 0, 1_000_000_000) {
+                *field = v;
+            }
+        }
+    }
+    cfg.admin.tls = decode_tls(t, d, dir);
+    if let (Some(_), None) = (&cfg.admin.tls, &cfg.admin.listen) {
+        if let Some(x) = t.get("tls_cert") {
+            d.push_hint(
+                &x.loc,
+                "admin.tls_cert needs admin.listen: TLS is for an admin listener of its own",
+                "set admin.listen, for example \"0.0.0.0:9443\"",
+            );
+        }
+    }
+}
+
+/// `admin.tls_cert` and `admin.tls_key`: both or neither, named relative to
+/// the config file, read and checked (a certificate chain and the private
+/// key that belongs to it) before the gateway starts.
+fn decode_tls(t: &Node, d: &mut Diags, dir: &Path) -> Option<super::AdminTls> {
+    let (cert, key) = match (t.get("tls_cert"), t.get("tls_key")) {
+        (None, None) => return None,
+        (Some(c), Some(k)) => (c, k),
+        (Some(x), None) | (None, Some(x)) => {
+            d.push(
+                &x.loc,
+                "admin.tls_cert and admin.tls_key go together: give both",
+            );
+            return None;
+        }
+    };
+    let cert_name = d.string(cert, "admin.tls_cert")?.to_string();
+    let key_name = d.string(key, "admin.tls_key")?.to_string();
+    let tls = super::AdminTls {
+        cert: dir.join(&cert_name),
+        key: dir.join(&key_name),
+    };
+    match crate::tls::check(&tls) {
+        Ok(()) => Some(tls),
+        Err(crate::tls::TlsError::Cert(why)) => {
+            d.push(&cert.loc, format!("admin.tls_cert `{cert_name}`: {why}"));
+            None
+        }
+        Err(crate::tls::TlsError::Key(why)) => {
+            d.push(&key.loc, format!("admin.tls_key `{key_name}`: {why}"));
+            None
         }
     }
 }

@@ -21,6 +21,26 @@ pub const DEFAULT_MATCH_BODY_LIMIT: usize = MAX_MATCH_BODY_LIMIT;
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
 /// Time a request header has to arrive in all (nginx's `client_header_timeout`).
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest request line (method, target, version) before 414.
+pub const DEFAULT_MAX_REQUEST_LINE: usize = 8 * 1024;
+/// Largest request head (request line and header fields) before 431.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Pingora's HTTP/1 parser reads at most this much of a request head.
+pub const MAX_HEADER_BYTES_LIMIT: usize = 1_048_575;
+/// Most header fields in one request before 431.
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+/// Pingora's HTTP/1 parser reads at most this many header fields.
+pub const MAX_HEADERS_LIMIT: usize = 256;
+/// Open connections per listener; more are answered 503 and closed.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Time between two reads of a request body before 408.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// File and runtime endpoints together.
+pub const DEFAULT_MAX_ENDPOINTS: usize = 200_000;
+/// Largest body a template may render.
+pub const DEFAULT_MAX_TEMPLATE_OUTPUT: usize = 4 * 1024 * 1024;
+/// Compiled size of one regular expression (path or condition).
+pub const DEFAULT_MAX_REGEX_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -138,6 +158,22 @@ pub struct ServerConfig {
     pub watch_config: bool,
     /// Request bodies up to this size are read for body conditions.
     pub match_body_limit: usize,
+    /// Longest request line; longer ones are answered 414.
+    pub max_request_line: usize,
+    /// Largest request head; larger ones are answered 431.
+    pub max_header_bytes: usize,
+    /// Most header fields in a request; more are answered 431.
+    pub max_headers: usize,
+    /// Open connections per listener; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Time between two reads of a request body; a slower client gets 408.
+    pub body_timeout: Duration,
+    /// File and runtime endpoints together; an admin create beyond is 507.
+    pub max_endpoints: usize,
+    /// Largest body a template renders; a larger one is a 500 naming it.
+    pub max_template_output: usize,
+    /// Compiled size of a regular expression (`path_regex`, conditions).
+    pub max_regex_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -150,7 +186,23 @@ pub struct AdminConfig {
     /// Environment variable that holds the token, read when serving starts.
     pub token_env: Option<String>,
     pub max_body_bytes: usize,
+    /// Admin requests per second from one client address; 0: no limit.
+    pub rate_per_client: u64,
+    /// Admin requests per second with one token, from all clients; 0: no limit.
+    pub rate_per_token: u64,
+    /// TLS on the admin listener: certificate chain and private key (PEM).
+    pub tls: Option<AdminTls>,
 }
+
+/// The admin listener's certificate and key files, as resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Admin requests per second per client address, by default.
+pub const DEFAULT_ADMIN_RATE_PER_CLIENT: u64 = 1000;
 
 impl AdminConfig {
     /// Whether `/endpoints` belongs to the admin API on the mock listener.
@@ -197,6 +249,14 @@ impl Default for Config {
                 h2c: false,
                 watch_config: true,
                 match_body_limit: DEFAULT_MATCH_BODY_LIMIT,
+                max_request_line: DEFAULT_MAX_REQUEST_LINE,
+                max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+                max_headers: DEFAULT_MAX_HEADERS,
+                max_connections: DEFAULT_MAX_CONNECTIONS,
+                body_timeout: DEFAULT_BODY_TIMEOUT,
+                max_endpoints: DEFAULT_MAX_ENDPOINTS,
+                max_template_output: DEFAULT_MAX_TEMPLATE_OUTPUT,
+                max_regex_bytes: DEFAULT_MAX_REGEX_BYTES,
             },
             admin: AdminConfig {
                 enabled: true,
@@ -204,6 +264,9 @@ impl Default for Config {
                 token: None,
                 token_env: None,
                 max_body_bytes: DEFAULT_ADMIN_MAX_BODY,
+                rate_per_client: DEFAULT_ADMIN_RATE_PER_CLIENT,
+                rate_per_token: 0,
+                tls: None,
             },
             upstreams: BTreeMap::new(),
             fallback: None,

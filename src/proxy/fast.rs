@@ -27,13 +27,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::{relay, EchoProxy};
 use crate::config::Upstream;
 use crate::journal::{Entry, Outcome};
+use crate::limits::{HeadLimits, Refusal};
 use crate::router::{wire, Action, ByPath, Endpoint, Gateway};
 
 /// Headers a request may have and still be answered here.
 const MAX_HEADERS: usize = 64;
-/// A request header not complete within this many bytes goes to Pingora
-/// (which applies its own limits).
-const MAX_HEAD: usize = 16 * 1024;
 
 /// The mock listener's application: the fast path, then Pingora's proxy.
 pub struct MockApp {
@@ -49,6 +47,8 @@ pub struct MockApp {
     header_timeout: Duration,
     /// Misses are answered with their near misses: Pingora's path does that.
     explain_404: bool,
+    /// Request line and header sizes (414, 431).
+    head_limits: HeadLimits,
 }
 
 impl MockApp {
@@ -57,6 +57,7 @@ impl MockApp {
         MockApp {
             header_timeout: gw.config().server.header_timeout,
             explain_404: gw.config().journal.explain_404,
+            head_limits: HeadLimits::of(&gw.config().server),
             proxy: Arc::new(proxy),
             gw,
             admin_shared,
@@ -136,8 +137,17 @@ impl MockApp {
                         return if close { Step::Close } else { Step::Next };
                     }
                     Some(Answer::Relay(r)) => return self.relay(conn, *r).await,
-                    Some(Answer::Partial) if conn.buf.len() < MAX_HEAD => {}
-                    _ => return Step::Handover,
+                    Some(Answer::Partial) => {
+                        if let Some(r) = self.head_limits.check_partial(&conn.buf) {
+                            self.gw.metrics.refused.header.inc();
+                            return refuse(conn, r).await;
+                        }
+                    }
+                    Some(Answer::Refuse(r)) => {
+                        self.gw.metrics.refused.header.inc();
+                        return refuse(conn, r).await;
+                    }
+                    None => return Step::Handover,
                 }
             }
             let idle = conn.buf.is_empty();
@@ -181,8 +191,13 @@ impl MockApp {
         let len = match req.parse(&conn.buf) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Some(Answer::Partial),
+            Err(httparse::Error::TooManyHeaders) => return self.count_fields(&conn.buf),
             Err(_) => return None,
         };
+        let line = HeadLimits::line_len(&conn.buf);
+        if let Some(r) = self.head_limits.check(line, len, req.headers.len()) {
+            return Some(Answer::Refuse(r));
+        }
         let method = http::Method::from_bytes(req.method?.as_bytes()).ok()?;
         let target = req.path?;
         let http11 = match req.version? {
@@ -307,6 +322,25 @@ impl MockApp {
         })
     }
 
+    /// A request with more header fields than this path parses: refused
+    /// when over `max_headers`, else Pingora's to answer.
+    fn count_fields(&self, buf: &[u8]) -> Option<Answer> {
+        let limits = &self.head_limits;
+        if limits.fields < MAX_HEADERS {
+            return Some(Answer::Refuse(limits.too_many_fields()));
+        }
+        let mut headers = vec![httparse::EMPTY_HEADER; limits.fields];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(buf) {
+            Err(httparse::Error::TooManyHeaders) => Some(Answer::Refuse(limits.too_many_fields())),
+            Ok(httparse::Status::Partial) => Some(Answer::Partial),
+            Ok(httparse::Status::Complete(len)) => limits
+                .check(HeadLimits::line_len(buf), len, req.headers.len())
+                .map(Answer::Refuse),
+            Err(_) => None,
+        }
+    }
+
     /// Passes the request in `conn.out` on to its upstream and relays the
     /// answer (or the error a failed pass-through gets).
     async fn relay(&self, conn: &mut Conn, r: Relay) -> Step {
@@ -366,7 +400,12 @@ impl MockApp {
 }
 
 /// A response: the status and header lines, `Date` and `Connection`, the body.
-fn write_response(out: &mut BytesMut, wire: &[u8], close: bool, body: Option<&bytes::Bytes>) {
+pub(super) fn write_response(
+    out: &mut BytesMut,
+    wire: &[u8],
+    close: bool,
+    body: Option<&bytes::Bytes>,
+) {
     out.clear();
     out.extend_from_slice(wire);
     end_head(out, close);
@@ -404,6 +443,43 @@ enum Answer {
     Relay(Box<Relay>),
     /// The request header is not complete yet.
     Partial,
+    /// The request breaks a limit: answer and close.
+    Refuse(Refusal),
+}
+
+/// Answers a request that breaks a limit, then closes the connection once
+/// the client has had a moment to read the answer (a close with unread
+/// bytes would reset it before it arrives).
+async fn refuse(conn: &mut Conn, r: Refusal) -> Step {
+    let reply = r.reply();
+    let header = super::json_header(
+        reply.status,
+        crate::admin::JSONAPI,
+        reply.body.len(),
+        &reply.headers,
+    );
+    write_response(&mut conn.out, &wire(&header), true, Some(&reply.body));
+    if conn.stream.write_all(&conn.out).await.is_ok()
+        && conn.stream.flush().await.is_ok()
+        && conn.stream.shutdown().await.is_ok()
+    {
+        linger(&mut conn.stream).await;
+    }
+    Step::Close
+}
+
+/// Reads and drops what the client still sends, for at most 2 s or 1 MiB,
+/// after the answer is written and the sending side closed.
+async fn linger(stream: &mut Stream) {
+    let mut sink = [0u8; 8192];
+    let mut left: usize = 1 << 20;
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    while left > 0 {
+        match tokio::time::timeout_at(until, stream.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+            _ => return,
+        }
+    }
 }
 
 async fn with_deadline<F: std::future::Future>(
@@ -419,7 +495,12 @@ async fn with_deadline<F: std::future::Future>(
 /// The canned response of an endpoint that answers with one, as is.
 fn canned_only(e: &Endpoint) -> Option<&crate::router::Canned> {
     match &e.action {
-        Action::Respond(c) if e.template.is_none() && e.delay.is_none() && e.fault.is_none() => {
+        Action::Respond(c)
+            if e.template.is_none()
+                && e.delay.is_none()
+                && e.fault.is_none()
+                && e.rate.is_none() =>
+        {
             Some(c)
         }
         _ => None,

@@ -4,6 +4,7 @@
 //! has a listener of its own, that one.
 
 mod fast;
+mod guard;
 mod mock;
 mod passthrough;
 mod relay;
@@ -27,6 +28,7 @@ use crate::router::matcher::{Body, Facts};
 use crate::router::{Gateway, Lookup};
 
 pub use fast::MockApp;
+pub use guard::Limited;
 
 const CONTENT_TYPE_JSON: &str = "application/json";
 
@@ -46,6 +48,8 @@ pub struct EchoProxy {
     match_body_limit: usize,
     journal_body_limit: usize,
     explain_404: bool,
+    head_limits: crate::limits::HeadLimits,
+    body_timeout: std::time::Duration,
 }
 
 /// Per-request state: where a pass-through goes.
@@ -117,6 +121,8 @@ impl EchoProxy {
         let match_body_limit = gw.config().server.match_body_limit;
         let journal_body_limit = gw.config().journal.max_body_bytes;
         let explain_404 = gw.config().journal.explain_404;
+        let head_limits = crate::limits::HeadLimits::of(&gw.config().server);
+        let body_timeout = gw.config().server.body_timeout;
         EchoProxy {
             gw,
             role,
@@ -124,6 +130,8 @@ impl EchoProxy {
             match_body_limit,
             journal_body_limit,
             explain_404,
+            head_limits,
+            body_timeout,
         }
     }
 
@@ -135,7 +143,21 @@ impl EchoProxy {
             .headers
             .get(http::header::AUTHORIZATION)
             .map(|v| v.as_bytes());
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let rates = &self.gw.admin_rates;
         if let Some(r) = admin::check_auth(cfg.admin.token.as_deref(), auth) {
+            // Refused tokens count against their client's rate too.
+            let r = rates.client(client).unwrap_or(r);
+            return write_reply(session, r, head).await;
+        }
+        if let Some(r) = rates
+            .client(client)
+            .or_else(|| rates.token(auth.unwrap_or_default()))
+        {
+            self.gw.metrics.refused.admin_rate.inc();
             return write_reply(session, r, head).await;
         }
         let route = admin::route(&req.method, path);
@@ -193,6 +215,11 @@ impl EchoProxy {
         match router.find(&req.method, path, &facts) {
             Lookup::Hit(e, params) => {
                 e.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Some((rate, secs)) = e.rate.as_ref().and_then(|r| Some((r, r.over(&e.id)?)))
+                {
+                    self.gw.metrics.refused.endpoint_rate.inc();
+                    return Next::Refuse(rate.refusal(&e.id, secs), e.id.clone());
+                }
                 match mock::answer(e, params, req, &facts) {
                     mock::Answer::Respond(r) => Next::Respond(r, e.id.clone()),
                     mock::Answer::Proxy(u) => Next::Proxy(u, Some(e.id.clone())),
@@ -321,6 +348,8 @@ enum Next {
     Proxy(Arc<Upstream>, Option<Arc<str>>),
     Internal(Internal),
     NotFound(Reply),
+    /// The endpoint refuses the request (its declared rate).
+    Refuse(Reply, Arc<str>),
     /// An endpoint's body conditions need the body.
     ReadBody,
 }
@@ -391,6 +420,16 @@ impl ProxyHttp for EchoProxy {
         }
         let req = session.req_header();
         let head = req.method == Method::HEAD;
+        if let Some(r) = self.head_limits.check_header(req) {
+            self.gw.metrics.refused.header.inc();
+            write_reply(session, r.reply(), head).await?;
+            return Ok(true);
+        }
+        // The header has arrived: from here a read waits for body bytes.
+        session
+            .as_downstream_mut()
+            .set_read_timeout(Some(self.body_timeout));
+        let req = session.req_header();
         let path = req.uri.path();
         if self.role == Role::Admin || (self.admin_shared() && admin::is_admin_path(path)) {
             let path = path.to_string();
@@ -409,7 +448,7 @@ impl ProxyHttp for EchoProxy {
         let journaled = self.gw.journal.is_some() && !matches!(next, Next::Internal(_));
         if journaled {
             let (endpoint, outcome) = match &next {
-                Next::Respond(_, id) => (Some(id.clone()), Outcome::Mocked),
+                Next::Respond(_, id) | Next::Refuse(_, id) => (Some(id.clone()), Outcome::Mocked),
                 Next::Proxy(_, id) => (id.clone(), Outcome::Proxied),
                 _ => (None, Outcome::Unmatched),
             };
@@ -442,6 +481,12 @@ impl ProxyHttp for EchoProxy {
             Next::Internal(h) => {
                 self.gw.metrics.requests_other.inc();
                 self.serve_internal(session, h, head).await?;
+                Ok(true)
+            }
+            Next::Refuse(reply, _) => {
+                self.gw.metrics.requests_mocked.inc();
+                self.consume_body(session, ctx).await?;
+                write_reply(session, reply, head).await?;
                 Ok(true)
             }
             Next::NotFound(reply) => {
@@ -525,7 +570,14 @@ impl ProxyHttp for EchoProxy {
         }
         let head = session.req_header().method == Method::HEAD;
         let (status, body) = passthrough::error_response(ctx.upstream.as_deref(), e);
-        if status > 0 {
+        // A response already begun (an upstream that failed in the middle of
+        // its body) cannot become an error response: written after it, the
+        // error would be taken for the rest of the body. The connection is
+        // closed instead, which cuts the body short.
+        let begun = session
+            .response_written()
+            .is_some_and(|h| !h.status.is_informational() || h.status == 101);
+        if status > 0 && !begun {
             let h = json_header(status, admin::JSONAPI, body.len(), &[]);
             if let Err(err) = write(session, h, body, head).await {
                 tracing::debug!(error = %err, "could not send the error response");

@@ -104,6 +104,10 @@ pub fn error_response(u: Option<&Upstream>, e: &Error) -> (u16, Bytes) {
         |u| format!("`{}` ({})", u.name, u.url),
     );
     let timeout_ms = |d: Option<std::time::Duration>| d.map_or(0, |d| d.as_millis());
+    if matches!(e.esource(), ErrorSource::Downstream) && matches!(e.etype(), ReadTimedout) {
+        let detail = "the request body stopped arriving (server.body_timeout_secs)";
+        return (408, error_document(408, "request_timeout", detail, None));
+    }
     let (status, code, detail) = match e.etype() {
         HTTPStatus(code) => (*code, "bad_gateway", format!("upstream {name} failed")),
         ConnectTimedout => (

@@ -30,6 +30,8 @@ pub enum WriteError {
     },
     #[error("{}", .0.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<CompileError>),
+    #[error("the gateway holds its limit of {0} endpoints (server.max_endpoints)")]
+    Full(usize),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -59,6 +61,8 @@ pub struct Gateway {
     pub hits: HitCounters,
     /// Recent requests on the mock listener, when the journal is on.
     pub journal: Option<Journal>,
+    /// The admin API's rate limits.
+    pub admin_rates: crate::limits::AdminRates,
 }
 
 /// The conflict key (`EndpointSpec::conflict_key`) of each endpoint of the
@@ -127,6 +131,7 @@ impl Gateway {
             .enabled
             .then(|| Journal::new(config.journal.capacity, config.journal.max_body_bytes));
         Ok(Gateway {
+            admin_rates: crate::limits::AdminRates::new(&config.admin),
             hits,
             journal,
             router: ArcSwap::from_pointee(router),
@@ -245,6 +250,10 @@ impl Gateway {
         let key = spec.conflict_key();
         if let Some(c) = Self::conflict(&keys, &key, &spec, None) {
             return Err(c);
+        }
+        let limit = self.config().server.max_endpoints;
+        if current.layers.files.len() + current.layers.runtime.len() >= limit {
+            return Err(WriteError::Full(limit));
         }
         let id = self
             .store

@@ -63,6 +63,8 @@ pub struct Endpoint {
     pub param_names: Vec<String>,
     pub delay: Option<Delay>,
     pub fault: Option<Fault>,
+    /// `response.rate_limit`: 429 beyond it.
+    pub rate: Option<Box<crate::limits::EndpointRate>>,
     /// Requests this endpoint answered.
     pub hits: Arc<AtomicU64>,
 }
@@ -1097,6 +1099,9 @@ fn compile_endpoint(
         param_names,
         delay: r.delay,
         fault: r.fault,
+        rate: r
+            .rate_limit
+            .map(|l| Box::new(crate::limits::EndpointRate::new(l))),
         hits,
     })
 }
@@ -1638,6 +1643,7 @@ mod tests {
                     param_names: Vec::new(),
                     delay: None,
                     fault: None,
+                    rate: None,
                     hits: Arc::default(),
                 };
                 (
