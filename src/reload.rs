@@ -23,26 +23,52 @@ pub fn spawn(
 ) -> anyhow::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
 
+    // The directories watched: a config directory itself, or the directory
+    // of a config file. Each is watched from its parent too, so that one
+    // deleted or replaced (and with it its watch) is noticed when it comes
+    // back; it is then watched again.
+    let watch = gw.config().server.watch_config;
+    let dirs: Vec<PathBuf> = paths
+        .iter()
+        .filter(|_| watch)
+        .map(|p| {
+            let dir = if p.is_dir() {
+                p.clone()
+            } else {
+                p.parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+            };
+            // Events name absolute paths.
+            std::path::absolute(&dir).unwrap_or(dir)
+        })
+        .collect();
+
     // The watcher's thread only signals; loading happens on the runtime.
     // Accesses are not changes: reading the files to reload them opens them,
-    // and counting that as a change would reload again, without end.
+    // and counting that as a change would reload again, without end. In a
+    // parent, only the watched directory itself counts.
     let watch_tx = tx.clone();
+    let relevant = dirs.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok_and(|e| !matches!(e.kind, EventKind::Access(_))) {
+        let Ok(e) = res else { return };
+        let ours = e.paths.is_empty()
+            || e.paths
+                .iter()
+                .any(|p| relevant.iter().any(|d| p.starts_with(d)));
+        if ours && !matches!(e.kind, EventKind::Access(_)) {
             let _ = watch_tx.send("file change");
         }
     })?;
-    let watch = gw.config().server.watch_config;
-    for p in paths.iter().filter(|_| watch) {
+    for dir in &dirs {
         // Watch the directory: editors and ConfigMaps replace files by rename.
-        let dir = if p.is_dir() {
-            p.clone()
-        } else {
-            p.parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-        };
-        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+        if let Some(parent) = dir.parent() {
+            if let Err(e) = watcher.watch(parent, RecursiveMode::NonRecursive) {
+                tracing::warn!(dir = %parent.display(), error = %e,
+                    "cannot watch the config directory's parent: a config directory deleted and put back is noticed on SIGHUP only");
+            }
+        }
     }
 
     let _guard = rt.enter();
@@ -55,8 +81,8 @@ pub fn spawn(
     });
 
     rt.spawn(async move {
-        // Keep the watcher alive as long as this task.
-        let _watcher = watcher;
+        // The watcher lives as long as this task.
+        let mut watcher = watcher;
         let mut last_digest = gw.reload_status().digest;
         // One edit can wake the watcher more than once: report each bad config once.
         let mut last_errors: Vec<config::ConfigError> = Vec::new();
@@ -64,6 +90,13 @@ pub fn spawn(
             // A burst of writes (an editor's save, a ConfigMap's swap) ends first.
             tokio::time::sleep(DEBOUNCE).await;
             while rx.try_recv().is_ok() {}
+            // A directory deleted and put back (or moved away and back) lost
+            // its watch: watch it again (for one still watched, a no-op).
+            for dir in dirs.iter().filter(|d| d.is_dir()) {
+                if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the config directory");
+                }
+            }
             let loaded = {
                 let paths = paths.clone();
                 let overrides = overrides.clone();
