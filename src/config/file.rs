@@ -349,6 +349,22 @@ pub fn load_with(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, Con
             hint: None,
         });
     }
+    // TLS is for an admin listener of its own (which `--admin-listen` may give).
+    if cfg.admin.tls.is_some() && cfg.admin.listen.is_none() {
+        let at = docs.iter().find_map(|(i, root)| {
+            let x = root.get("admin")?.get("tls_cert")?;
+            Some((*i, x.loc.clone()))
+        });
+        if let Some((i, loc)) = at {
+            let mut d = Diags::strict();
+            d.push_hint(
+                &loc,
+                "admin.tls_cert needs admin.listen: TLS is for an admin listener of its own",
+                "set admin.listen, for example \"0.0.0.0:9443\"",
+            );
+            errors.extend(d.list.iter().map(|x| sources[i].error(x)));
+        }
+    }
 
     // The regex and template limits hold for the endpoints checked below.
     crate::limits::apply(&cfg.server);
@@ -688,15 +704,6 @@ fn decode_admin(n: &Node, cfg: &mut Config, d: &mut Diags, dir: &Path) {
         }
     }
     cfg.admin.tls = decode_tls(t, d, dir);
-    if let (Some(_), None) = (&cfg.admin.tls, &cfg.admin.listen) {
-        if let Some(x) = t.get("tls_cert") {
-            d.push_hint(
-                &x.loc,
-                "admin.tls_cert needs admin.listen: TLS is for an admin listener of its own",
-                "set admin.listen, for example \"0.0.0.0:9443\"",
-            );
-        }
-    }
 }
 
 /// `admin.tls_cert` and `admin.tls_key`: both or neither, named relative to

@@ -104,7 +104,10 @@ pub fn error_response(u: Option<&Upstream>, e: &Error) -> (u16, Bytes) {
         |u| format!("`{}` ({})", u.name, u.url),
     );
     let timeout_ms = |d: Option<std::time::Duration>| d.map_or(0, |d| d.as_millis());
-    if matches!(e.esource(), ErrorSource::Downstream) && matches!(e.etype(), ReadTimedout) {
+    // A read that timed out with no upstream chosen, or on the client's
+    // side, waited for the request body.
+    let client_side = u.is_none() || matches!(e.esource(), ErrorSource::Downstream);
+    if client_side && matches!(e.etype(), ReadTimedout) {
         let detail = "the request body stopped arriving (server.body_timeout_secs)";
         return (408, error_document(408, "request_timeout", detail, None));
     }
