@@ -251,20 +251,29 @@ response = { code = 201, body = "p" }
     for port in [gw.port, gw.admin_port.expect("admin port")] {
         let ok = raw_request(
             port,
-            &format!("GET /x HTTP/1.1\r\nHost: a\r\n{}Connection: close\r\n\r\n", headers(8)),
+            &format!(
+                "GET /x HTTP/1.1\r\nHost: a\r\n{}Connection: close\r\n\r\n",
+                headers(8)
+            ),
         );
         assert!(
             ok.starts_with("HTTP/1.1 200") || ok.starts_with("HTTP/1.1 404"),
             "ten fields pass: {ok}"
         );
-        let resp = raw_request(port, &format!("GET {long_target} HTTP/1.1\r\nHost: a\r\n\r\n"));
+        let resp = raw_request(
+            port,
+            &format!("GET {long_target} HTTP/1.1\r\nHost: a\r\n\r\n"),
+        );
         check(&resp, "414", line_detail);
         let resp = raw_request(
             port,
             &format!("GET /x HTTP/1.1\r\nHost: a\r\n{}\r\n", headers(10)),
         );
         check(&resp, "431", fields_detail);
-        let big = format!("GET /x HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "b".repeat(2100));
+        let big = format!(
+            "GET /x HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+            "b".repeat(2100)
+        );
         check(&raw_request(port, &big), "431", bytes_detail);
     }
 
@@ -277,7 +286,8 @@ response = { code = 201, body = "p" }
 
     // A connection that Pingora serves (its first request had a body).
     let mut conn = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     conn.write_all(b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
         .unwrap();
     let first = read_response(&mut conn);
@@ -286,7 +296,8 @@ response = { code = 201, body = "p" }
         .unwrap();
     check(&read_response(&mut conn), "431", fields_detail);
     let mut conn = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     conn.write_all(b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
         .unwrap();
     assert!(read_response(&mut conn).starts_with("HTTP/1.1 201"));
@@ -355,13 +366,18 @@ response = { code = 200, body = "x" }
     assert!(resp.contains("Retry-After: 1\r\n"), "{resp}");
     assert!(resp.contains("Connection: close\r\n"), "{resp}");
     assert!(
-        resp.contains("the listener holds its limit of 3 open connections (server.max_connections)"),
+        resp.contains(
+            "the listener holds its limit of 3 open connections (server.max_connections)"
+        ),
         "{resp}"
     );
     drop(held);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let resp = raw_request(gw.port, "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        let resp = raw_request(
+            gw.port,
+            "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        );
         if resp.starts_with("HTTP/1.1 200") {
             break;
         }
@@ -387,7 +403,8 @@ response = { code = 200, body = "p" }
 "#,
     );
     let mut conn = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
     let started = Instant::now();
     conn.write_all(b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nyes, and")
         .unwrap();
@@ -400,7 +417,10 @@ response = { code = 200, body = "p" }
         "{resp}"
     );
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(8), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
     // The whole body in time is served.
     let ok = raw_request(
         gw.port,
@@ -415,10 +435,17 @@ response = { code = 200, body = "p" }
 async fn the_endpoint_limit_is_507_for_creates_and_an_error_in_files() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("echo.toml");
-    let endpoint = |p: &str| format!("\n[[endpoints]]\nverb = \"GET\"\npath = \"{p}\"\nresponse = {{ code = 200 }}\n");
+    let endpoint = |p: &str| {
+        format!("\n[[endpoints]]\nverb = \"GET\"\npath = \"{p}\"\nresponse = {{ code = 200 }}\n")
+    };
     std::fs::write(
         &file,
-        format!("[server]\nmax_endpoints = 2\n{}{}{}", endpoint("/a"), endpoint("/b"), endpoint("/c")),
+        format!(
+            "[server]\nmax_endpoints = 2\n{}{}{}",
+            endpoint("/a"),
+            endpoint("/b"),
+            endpoint("/c")
+        ),
     )
     .unwrap();
     let (code, stderr) = validate(&file);
@@ -442,7 +469,13 @@ async fn the_endpoint_limit_is_507_for_creates_and_an_error_in_files() {
         "the gateway holds its limit of 2 endpoints (server.max_endpoints); delete some or raise the limit"
     );
     let id = created["data"]["id"].as_str().expect("id").to_string();
-    let (status, _) = send(&gw, reqwest::Method::DELETE, &format!("/endpoints/{id}"), None).await;
+    let (status, _) = send(
+        &gw,
+        reqwest::Method::DELETE,
+        &format!("/endpoints/{id}"),
+        None,
+    )
+    .await;
     assert_eq!(status, 204);
     let (status, body) = post(&gw, &endpoint_doc("GET", "/c", 200, "c")).await;
     assert_eq!(status, 201, "{body}");
@@ -468,13 +501,21 @@ path = "/small"
 response = { code = 200, template = "{% for i in range(10) %}0123456789abcdef{% endfor %}" }
 "#,
     );
-    let resp = raw_request(gw.port, "GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    let resp = raw_request(
+        gw.port,
+        "GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
     assert!(resp.starts_with("HTTP/1.1 500"), "{resp}");
     assert!(
-        resp.contains("the rendered body is larger than 1000 bytes (server.max_template_output_bytes)"),
+        resp.contains(
+            "the rendered body is larger than 1000 bytes (server.max_template_output_bytes)"
+        ),
         "{resp}"
     );
-    let resp = raw_request(gw.port, "GET /small HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    let resp = raw_request(
+        gw.port,
+        "GET /small HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(resp.ends_with(&"0123456789abcdef".repeat(10)), "{resp}");
 }
@@ -517,7 +558,9 @@ async fn regexes_over_the_size_limit_are_refused_where_written() {
     // A small one is taken.
     let (status, body) = post(
         &gw,
-        &doc(serde_json::json!({"verb": "GET", "path_regex": "/a[0-9]+", "response": {"code": 200}})),
+        &doc(
+            serde_json::json!({"verb": "GET", "path_regex": "/a[0-9]+", "response": {"code": 200}}),
+        ),
     )
     .await;
     assert_eq!(status, 201, "{body}");

@@ -93,9 +93,9 @@ async fn the_admin_api_limits_each_client_address() {
     let metrics = get(&gw.url("/metrics"), None).await.2;
     let metrics = metrics.as_str().unwrap_or_default().to_string();
     assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("echo_refused_total{reason=\"admin_rate\"} ") && !l.ends_with(" 0")),
+        metrics.lines().any(
+            |l| l.starts_with("echo_refused_total{reason=\"admin_rate\"} ") && !l.ends_with(" 0")
+        ),
         "{metrics}"
     );
 }

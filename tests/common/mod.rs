@@ -99,7 +99,11 @@ impl Gateway {
             std::fs::write(dir.path().join("config.toml"), cfg).expect("write config");
         }
         for (name, text) in &opts.files {
-            std::fs::write(dir.path().join(name), text).expect("write file");
+            let path = dir.path().join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("file's directory");
+            }
+            std::fs::write(path, text).expect("write file");
         }
         if !opts.files.is_empty() {
             cmd.arg("--config").arg(dir.path());
