@@ -326,6 +326,16 @@ fn assert_cut_short(what: &str, got: &Exchange, want_body: &[u8]) {
             );
             body.to_vec()
         }
+        // A body that ends with the connection: only a reset tells the
+        // client that it was cut.
+        None if header(&headers, "transfer-encoding").is_none() => {
+            assert_eq!(
+                got.end,
+                End::Reset,
+                "{what}: a cut close-delimited body ended like a whole one: {got:?}"
+            );
+            body.to_vec()
+        }
         None => {
             assert_eq!(
                 header(&headers, "transfer-encoding"),
@@ -374,6 +384,18 @@ fn resetting(path: &str) -> Vec<Act> {
             Act::Sleep(Duration::from_millis(300)),
             Act::Reset,
         ],
+        // A body that ends with the connection, cut by a reset.
+        "close-delimited" => vec![
+            Act::Send(
+                [
+                    b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_vec(),
+                    part,
+                ]
+                .concat(),
+            ),
+            Act::Sleep(Duration::from_millis(300)),
+            Act::Reset,
+        ],
         // The same, closed without a reset: still not the body's end.
         "length-fin" => vec![
             Act::Send([length_head(LONG), part].concat()),
@@ -391,7 +413,7 @@ fn an_upstream_that_resets_mid_body_cuts_the_client_connection() {
     let gw = gateway_for(upstream, 5000);
     let quiet = Duration::from_secs(15);
     for (method, prefix) in ROUTES {
-        for kind in ["length", "length-fin", "chunked"] {
+        for kind in ["length", "length-fin", "chunked", "close-delimited"] {
             let what = format!("{method} {prefix}/{kind}");
             // Keep-alive requests: a response taken for complete would leave
             // the connection open.

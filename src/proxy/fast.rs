@@ -84,6 +84,8 @@ enum Step {
     Close,
     /// Pingora takes the connection from here.
     Handover,
+    /// Dropped without a close of the sending side (a reset is arranged).
+    Abort,
 }
 
 #[async_trait]
@@ -111,6 +113,7 @@ impl ServerApp for MockApp {
                     return None;
                 }
                 Step::Handover => return self.hand_over(conn, &shutdown).await,
+                Step::Abort => return None,
             }
         }
     }
@@ -357,7 +360,12 @@ impl MockApp {
             relay::Relayed::Done { status, close } => {
                 (status, if close { Step::Close } else { Step::Next })
             }
-            relay::Relayed::Broken => (0, Step::Close),
+            relay::Relayed::Broken => {
+                // Part of an answer may be out: a reset tells the client
+                // it is cut (a close would end a close-delimited body).
+                super::mock::reset_stream_on_close(stream);
+                (0, Step::Abort)
+            }
             relay::Relayed::Failed(e) => {
                 let (status, body) = super::passthrough::error_response(Some(&upstream), &e);
                 if status > 0 {

@@ -189,11 +189,16 @@ pub async fn respond(session: &mut Session, r: Response, head: bool) -> Result<(
 
 /// Makes the connection's close a reset (RST): SO_LINGER with a zero timeout.
 fn reset_on_close(session: &mut Session) {
-    let Some(stream) = session.as_downstream().stream() else {
-        return;
-    };
+    if let Some(stream) = session.as_downstream().stream() {
+        reset_stream_on_close(stream);
+    }
+}
+
+/// Makes a client connection's close a reset (RST), so that the client
+/// cannot take a cut answer for a whole one.
+pub(super) fn reset_stream_on_close(stream: &pingora::protocols::Stream) {
     let fd = stream.id();
-    // SAFETY: `fd` is the descriptor of the connection `session` owns, which
+    // SAFETY: `fd` is the descriptor of the connection `stream` owns, which
     // stays open for the whole borrow: the borrowed descriptor is only used
     // to set an option and is not kept.
     #[allow(unsafe_code)]

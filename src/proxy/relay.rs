@@ -383,8 +383,12 @@ async fn relay_body<C: AsyncWrite + Unpin>(
         Framing::Close => loop {
             client.write_all(buf).await?;
             buf.clear();
-            if fill(up, buf, timeout).await.is_err() {
-                return Ok(());
+            match fill(up, buf, timeout).await {
+                Ok(()) => {}
+                // The upstream's close ends the body; a reset or a stall
+                // cuts it.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e),
             }
         },
         Framing::Chunked => {
