@@ -150,7 +150,13 @@ impl EchoProxy {
         let rates = &self.gw.admin_rates;
         if let Some(r) = admin::check_auth(cfg.admin.token.as_deref(), auth) {
             // Refused tokens count against their client's rate too.
-            let r = rates.client(client).unwrap_or(r);
+            let r = match rates.client(client) {
+                Some(limited) => {
+                    self.gw.metrics.refused.admin_rate.inc();
+                    limited
+                }
+                None => r,
+            };
             return write_reply(session, r, head).await;
         }
         if let Some(r) = rates
