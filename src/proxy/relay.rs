@@ -335,7 +335,13 @@ async fn read_head(
 /// and fields, without the hop-by-hop ones and `Date`, then `Date` and
 /// `Connection`.
 fn response_head(raw: &[u8], close: bool, out: &mut BytesMut) {
-    let mut lines = raw.split(|&b| b == b'\n');
+    // Empty lines before the status line are allowed (and skipped) by the
+    // parser (RFC 9112 2.2).
+    let start = raw
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(raw.len());
+    let mut lines = raw[start..].split(|&b| b == b'\n');
     if let Some(status_line) = lines.next() {
         out.extend_from_slice(b"HTTP/1.1");
         let rest = status_line.strip_suffix(b"\r").unwrap_or(status_line);
@@ -465,6 +471,21 @@ async fn fill(up: &mut TcpStream, buf: &mut BytesMut, timeout: Duration) -> std:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_lines_before_the_status_line_are_left_out() {
+        let mut out = BytesMut::new();
+        response_head(
+            b"\n\r\n\nHTTP/1.1 500 Oops\nContent-Length: 1\n\n",
+            true,
+            &mut out,
+        );
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 500 Oops\r\nContent-Length: 1\r\nDate: "),
+            "{text}"
+        );
+    }
 
     #[test]
     fn the_response_head_loses_hop_by_hop_fields_and_gets_date_and_connection() {
