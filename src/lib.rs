@@ -9,6 +9,8 @@
 pub mod admin;
 pub mod config;
 pub mod emf;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod healthcheck;
 pub mod journal;
 pub mod limits;

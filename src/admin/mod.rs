@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::config::doc::{Diags, Loc, Node, Val};
 use crate::config::endpoint::{apply_partial, decode_full, decode_partial, SchemaContext};
-use crate::config::{FileEndpoint, PathSpec};
+use crate::config::{EndpointSpec, FileEndpoint, PathSpec};
 use crate::router::{Gateway, Router, RuntimeEndpoint, WriteError};
 use crate::store::StoreError;
 
@@ -298,7 +298,7 @@ fn get(gw: &Gateway, id: &str) -> Reply {
 }
 
 /// A request document after the 400 checks of spec 3.7.
-struct Document {
+pub(crate) struct Document {
     data: Node,
     /// `data.attributes`, or an empty table standing in for it.
     attributes: Node,
@@ -308,7 +308,7 @@ fn bad_request(detail: &str, pointer: &str) -> Reply {
     Reply::error(ErrorObject::new(400, "bad_request", detail).at(pointer))
 }
 
-fn parse_document(body: &[u8]) -> Result<Document, Reply> {
+pub(crate) fn parse_document(body: &[u8]) -> Result<Document, Reply> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| bad_request(&format!("the request body is not valid JSON: {e}"), ""))?;
     let root = Node::from_json(&value);
@@ -466,34 +466,41 @@ fn schema_context(gw: &Gateway) -> (bool, std::collections::HashSet<String>) {
     (gw.config().admin.shares_mock_listener(), upstreams)
 }
 
-async fn create(gw: &Gateway, body: &[u8], info: &RequestInfo<'_>) -> Reply {
-    let doc = match parse_document(body) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+/// The endpoint the body of a `POST /endpoints` describes, or the reply that
+/// refuses it.
+pub(crate) fn new_endpoint(body: &[u8], ctx: &SchemaContext<'_>) -> Result<EndpointSpec, Reply> {
+    let doc = parse_document(body)?;
     if doc.data.get("id").is_some_and(|i| !i.is_null()) {
-        return Reply::error(
+        return Err(Reply::error(
             ErrorObject::new(
                 403,
                 "client_generated_id",
                 "client-generated ids are not supported: leave out `data.id`",
             )
             .at("/data/id"),
-        );
+        ));
     }
     if let Some(r) = type_conflict(&doc) {
-        return r;
+        return Err(r);
     }
+    let mut diags = Diags::lenient();
+    let spec = decode_full(&doc.attributes, ctx, &mut diags, &[]);
+    match spec.filter(|_| diags.is_empty()) {
+        Some(spec) => Ok(spec),
+        None => Err(invalid(diags)),
+    }
+}
+
+async fn create(gw: &Gateway, body: &[u8], info: &RequestInfo<'_>) -> Reply {
     let (reserve, upstreams) = schema_context(gw);
     let ctx = SchemaContext {
         reserve_admin_path: reserve,
         upstreams: &upstreams,
         files: None,
     };
-    let mut diags = Diags::lenient();
-    let spec = decode_full(&doc.attributes, &ctx, &mut diags, &[]);
-    let Some(spec) = spec.filter(|_| diags.is_empty()) else {
-        return invalid(diags);
+    let spec = match new_endpoint(body, &ctx) {
+        Ok(spec) => spec,
+        Err(r) => return r,
     };
     match gw.create(spec).await {
         Ok(created) => {
@@ -535,6 +542,41 @@ fn public_base(gw: &Gateway, info: &RequestInfo<'_>) -> String {
     }
 }
 
+/// What endpoint `id` (now `existing`) becomes with the changes of a
+/// `PATCH /endpoints/{id}` document, or the reply that refuses them.
+pub(crate) fn changed_endpoint(
+    doc: &Document,
+    id: &str,
+    existing: &EndpointSpec,
+    ctx: &SchemaContext<'_>,
+) -> Result<EndpointSpec, Reply> {
+    if let Some(r) = type_conflict(doc) {
+        return Err(r);
+    }
+    if let Some(given) = doc.data.get("id").filter(|i| !i.is_null()) {
+        if given.as_str() != Some(id) {
+            let shown = match given.as_str() {
+                Some(s) => format!("\"{s}\""),
+                None => format!("{} value", json_type(given)),
+            };
+            return Err(Reply::error(
+                ErrorObject::new(
+                    409,
+                    "conflict",
+                    &format!("`data.id` ({shown}) does not match the id in the URL (\"{id}\")"),
+                )
+                .at("/data/id"),
+            ));
+        }
+    }
+    let mut diags = Diags::lenient();
+    let partial = decode_partial(&doc.attributes, ctx, &mut diags, &[]);
+    if !diags.is_empty() {
+        return Err(invalid(diags));
+    }
+    Ok(apply_partial(existing, partial))
+}
+
 async fn patch(gw: &Gateway, id: &str, body: &[u8]) -> Reply {
     let doc = match parse_document(body) {
         Ok(d) => d,
@@ -552,37 +594,16 @@ async fn patch(gw: &Gateway, id: &str, body: &[u8]) -> Reply {
     else {
         return endpoint_not_found(id);
     };
-    if let Some(r) = type_conflict(&doc) {
-        return r;
-    }
-    if let Some(given) = doc.data.get("id").filter(|i| !i.is_null()) {
-        if given.as_str() != Some(id) {
-            let shown = match given.as_str() {
-                Some(s) => format!("\"{s}\""),
-                None => format!("{} value", json_type(given)),
-            };
-            return Reply::error(
-                ErrorObject::new(
-                    409,
-                    "conflict",
-                    &format!("`data.id` ({shown}) does not match the id in the URL (\"{id}\")"),
-                )
-                .at("/data/id"),
-            );
-        }
-    }
     let (reserve, upstreams) = schema_context(gw);
     let ctx = SchemaContext {
         reserve_admin_path: reserve,
         upstreams: &upstreams,
         files: None,
     };
-    let mut diags = Diags::lenient();
-    let partial = decode_partial(&doc.attributes, &ctx, &mut diags, &[]);
-    if !diags.is_empty() {
-        return invalid(diags);
-    }
-    let merged = apply_partial(&existing.spec, partial);
+    let merged = match changed_endpoint(&doc, id, &existing.spec, &ctx) {
+        Ok(spec) => spec,
+        Err(r) => return r,
+    };
     if merged == existing.spec {
         return Reply::document(
             200,

@@ -264,6 +264,27 @@ pub fn load_with(paths: &[PathBuf], overrides: &Overrides) -> Result<Config, Con
             Err(e) => errors.push(e),
         }
     }
+    decode(sources, errors, overrides)
+}
+
+/// Loads and checks a configuration from TOML text, as if read from a file
+/// called `name` in the directory `dir` (where the files its endpoints name
+/// are read from, and which they may not leave).
+pub fn load_str(name: &str, text: &str, dir: &Path) -> Result<Config, ConfigErrors> {
+    let files = FileContext {
+        dir: dir.to_path_buf(),
+        root: dir.to_path_buf(),
+    };
+    let source = Source::new(name.to_string(), text.to_string(), files);
+    decode(vec![source], Vec::new(), &Overrides::default())
+}
+
+/// Parses and checks the files read, after the errors met reading them.
+fn decode(
+    sources: Vec<Source>,
+    mut errors: Vec<ConfigError>,
+    overrides: &Overrides,
+) -> Result<Config, ConfigErrors> {
     let mut cfg = Config {
         files: sources.iter().map(|s| PathBuf::from(&s.name)).collect(),
         digest: digest(&sources),

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use endpoint::{EndpointSpec, PathSpec, ResponseSpec, Verb};
-pub use file::{load, load_with, summary, ConfigError, ConfigErrors};
+pub use file::{load, load_str, load_with, summary, ConfigError, ConfigErrors};
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_ADMIN_MAX_BODY: usize = 1024 * 1024;

@@ -31,7 +31,7 @@ use crate::limits::{HeadLimits, Refusal};
 use crate::router::{wire, Action, ByPath, Endpoint, Gateway};
 
 /// Headers a request may have and still be answered here.
-const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_HEADERS: usize = 64;
 
 /// The mock listener's application: the fast path, then Pingora's proxy.
 pub struct MockApp {
@@ -518,7 +518,7 @@ fn canned_only(e: &Endpoint) -> Option<&crate::router::Canned> {
 /// Path and query of an origin-form request target made only of the
 /// characters a URI keeps as they are (RFC 3986 `pchar`, `/`, `?`, `%`);
 /// `None` for any other target, which Pingora parses.
-fn split_target(target: &str) -> Option<(&str, Option<&str>)> {
+pub(crate) fn split_target(target: &str) -> Option<(&str, Option<&str>)> {
     let bytes = target.as_bytes();
     if bytes.first() != Some(&b'/') || bytes.get(1) == Some(&b'/') {
         return None;

@@ -3,11 +3,11 @@
 //! upstream. The same type serves the mock listener and, when the admin API
 //! has a listener of its own, that one.
 
-mod fast;
+pub(crate) mod fast;
 mod guard;
-mod mock;
+pub(crate) mod mock;
 mod passthrough;
-mod relay;
+pub(crate) mod relay;
 
 use std::sync::Arc;
 

@@ -119,7 +119,7 @@ pub fn upstream_request(
 
 /// How a response body ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
+pub(crate) enum Framing {
     None,
     Length(u64),
     Chunked,
@@ -196,7 +196,7 @@ pub async fn relay<C: AsyncRead + AsyncWrite + Unpin>(
             Ok(()) => read_head(&mut up, buf, u.read_timeout).await,
             Err(e) => Err(HeadError::Io(e)),
         };
-        let (status, framing, head_len, upstream_close) = match head_read {
+        let head_read = match head_read {
             Ok(h) => h,
             Err(HeadError::Empty | HeadError::Io(_)) if was_reused => continue,
             Err(HeadError::Timeout) => {
@@ -215,33 +215,61 @@ pub async fn relay<C: AsyncRead + AsyncWrite + Unpin>(
                 return Relayed::Failed(upstream_error(ErrorType::InvalidHTTPHeader, why))
             }
         };
-        let framing = if head || status == 204 || status == 304 {
-            Framing::None
-        } else {
-            framing
+        let status = head_read.0;
+        let Some((close, reusable)) = forward(
+            &mut up,
+            client,
+            buf,
+            head_read,
+            head,
+            client_close,
+            u.read_timeout,
+        )
+        .await
+        else {
+            return Relayed::Broken;
         };
-        let close = client_close || framing == Framing::Close;
-        let mut out = BytesMut::with_capacity(head_len + 64);
-        response_head(&buf[..head_len], close, &mut out);
-        buf.advance(head_len);
-        if client.write_all(&out).await.is_err() {
-            return Relayed::Broken;
-        }
-        let body = relay_body(&mut up, client, buf, framing, u.read_timeout).await;
-        if body.is_err() {
-            return Relayed::Broken;
-        }
-        if client.flush().await.is_err() {
-            return Relayed::Broken;
-        }
-        if !upstream_close && framing != Framing::Close && buf.is_empty() {
+        if reusable {
             put_idle(addr, up);
         }
         return Relayed::Done { status, close };
     }
 }
 
-enum HeadError {
+/// Relays a response whose header `read_head` read into `buf`: the header
+/// as the client gets it, then the body as framed. Whether the client
+/// connection closes after it and whether the upstream one can be used
+/// again; `None` when the client or the upstream failed part way.
+pub(crate) async fn forward<U: AsyncRead + Unpin, C: AsyncWrite + Unpin>(
+    up: &mut U,
+    client: &mut C,
+    buf: &mut BytesMut,
+    (status, framing, head_len, upstream_close): ResponseHead,
+    head: bool,
+    client_close: bool,
+    timeout: Duration,
+) -> Option<(bool, bool)> {
+    let framing = if head || status == 204 || status == 304 {
+        Framing::None
+    } else {
+        framing
+    };
+    let close = client_close || framing == Framing::Close;
+    let mut out = BytesMut::with_capacity(head_len + 64);
+    response_head(&buf[..head_len], close, &mut out);
+    buf.advance(head_len);
+    client.write_all(&out).await.ok()?;
+    relay_body(up, client, buf, framing, timeout).await.ok()?;
+    client.flush().await.ok()?;
+    let reusable = !upstream_close && framing != Framing::Close && buf.is_empty();
+    Some((close, reusable))
+}
+
+/// A response header read: status, body framing, header length, and
+/// whether the upstream closes the connection after the response.
+pub(crate) type ResponseHead = (u16, Framing, usize, bool);
+
+pub(crate) enum HeadError {
     /// The connection closed before a byte of response.
     Empty,
     Timeout,
@@ -249,13 +277,12 @@ enum HeadError {
     Invalid(String),
 }
 
-/// Reads a response header into `buf`: status, body framing, header
-/// length, and whether the upstream closes the connection after it.
-async fn read_head(
-    up: &mut TcpStream,
+/// Reads a response header into `buf`.
+pub(crate) async fn read_head<U: AsyncRead + Unpin>(
+    up: &mut U,
     buf: &mut BytesMut,
     timeout: Duration,
-) -> Result<(u16, Framing, usize, bool), HeadError> {
+) -> Result<ResponseHead, HeadError> {
     loop {
         reserve(buf);
         let n = match tokio::time::timeout(timeout, up.read_buf(buf)).await {
@@ -367,8 +394,8 @@ fn response_head(raw: &[u8], close: bool, out: &mut BytesMut) {
 
 /// Copies the body, as framed, from `up` (after what `buf` already holds)
 /// to `client`.
-async fn relay_body<C: AsyncWrite + Unpin>(
-    up: &mut TcpStream,
+async fn relay_body<U: AsyncRead + Unpin, C: AsyncWrite + Unpin>(
+    up: &mut U,
     client: &mut C,
     buf: &mut BytesMut,
     framing: Framing,
@@ -452,7 +479,11 @@ fn reserve(buf: &mut BytesMut) {
 }
 
 /// Reads more of the upstream's response; an error at its end or timeout.
-async fn fill(up: &mut TcpStream, buf: &mut BytesMut, timeout: Duration) -> std::io::Result<()> {
+async fn fill<U: AsyncRead + Unpin>(
+    up: &mut U,
+    buf: &mut BytesMut,
+    timeout: Duration,
+) -> std::io::Result<()> {
     reserve(buf);
     match tokio::time::timeout(timeout, up.read_buf(buf)).await {
         Err(_) => Err(std::io::Error::new(
