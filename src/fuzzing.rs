@@ -435,11 +435,28 @@ fn router(which: &'static OnceLock<Router>, text: &str) -> &'static Router {
 pub fn request(data: &[u8]) {
     static FULL: OnceLock<Router> = OnceLock::new();
     static PLAIN: OnceLock<Router> = OnceLock::new();
+    // The head limits (414, 431), small enough for inputs to pass them.
+    let limits = crate::limits::HeadLimits {
+        line: 64,
+        bytes: 512,
+        fields: 8,
+    };
+    if let Some(r) = limits.check_partial(data) {
+        assert!(r.status == 414 || r.status == 431, "{r:?}");
+    }
     let mut headers = [httparse::EMPTY_HEADER; fast::MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let Ok(httparse::Status::Complete(len)) = req.parse(data) else {
         return;
     };
+    let line = crate::limits::HeadLimits::line_len(data);
+    assert!(
+        line <= len,
+        "a request line of {line} bytes in a head of {len}"
+    );
+    let refused = limits.check(line, len, req.headers.len());
+    let within = line <= limits.line && len <= limits.bytes && req.headers.len() <= limits.fields;
+    assert_eq!(refused.is_none(), within, "{refused:?}");
     let (Some(method), Some(target)) = (req.method, req.path) else {
         return;
     };
