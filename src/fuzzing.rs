@@ -55,16 +55,7 @@ fn config_dir() -> &'static Path {
 
 /// The router a checked configuration compiles to (as the gateway builds it).
 fn compile(cfg: Config, runtime: Vec<EndpointSpec>) -> Router {
-    let upstreams: Arc<std::collections::HashMap<String, Arc<crate::config::Upstream>>> = Arc::new(
-        cfg.upstreams
-            .iter()
-            .map(|(k, v)| (k.clone(), Arc::new(v.clone())))
-            .collect(),
-    );
-    let fallback = cfg
-        .fallback
-        .as_ref()
-        .and_then(|f| upstreams.get(f).cloned());
+    let (upstreams, fallback) = crate::router::upstream_table(&cfg);
     let layers = Layers {
         files: Arc::new(cfg.endpoints),
         runtime: runtime

@@ -159,34 +159,7 @@ fn scripted_upstream(script: fn(&str) -> Vec<Act>) -> u16 {
 fn play(mut conn: TcpStream, script: fn(&str) -> Vec<Act>) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 16384];
-    loop {
-        let head_end = loop {
-            if let Some(i) = find(&buf, b"\r\n\r\n") {
-                break i + 4;
-            }
-            match conn.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or(0);
-        while buf.len() < head_end + len {
-            match conn.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        buf.drain(..head_end + len);
+    while let Some((head, _body)) = read_request(&mut conn, &mut buf) {
         let path = head.split(' ').nth(1).unwrap_or_default().to_string();
         for act in script(&path) {
             match act {

@@ -77,7 +77,7 @@ fn keys_of<'a>(runtime: impl Iterator<Item = &'a RuntimeEndpoint>) -> Keys {
 /// The named upstreams of a config, shared by the routers built from it.
 type Upstreams = Arc<HashMap<String, Arc<Upstream>>>;
 
-fn upstream_table(config: &Config) -> (Upstreams, Option<Arc<Upstream>>) {
+pub(crate) fn upstream_table(config: &Config) -> (Upstreams, Option<Arc<Upstream>>) {
     let upstreams: Upstreams = Arc::new(
         config
             .upstreams

@@ -28,6 +28,7 @@ use matcher::{Body, Conditions, Facts};
 
 pub use canned::{wire, Canned};
 pub use explain::NearMiss;
+pub(crate) use holder::upstream_table;
 pub use holder::{Gateway, WriteError};
 pub use layer::RuntimeLayer;
 

@@ -302,40 +302,13 @@ impl TestUpstream {
 fn serve_echo(mut conn: TcpStream, silent: bool) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
-    loop {
-        // Read one request head, then its Content-Length body.
-        let head_end = loop {
-            if let Some(i) = find(&buf, b"\r\n\r\n") {
-                break i + 4;
-            }
-            match conn.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        let len = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse::<usize>().ok())?
-            })
-            .unwrap_or(0);
-        while buf.len() < head_end + len {
-            match conn.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
+    while let Some((head, request_body)) = read_request(&mut conn, &mut buf) {
         if silent {
             std::thread::sleep(Duration::from_secs(60));
             return;
         }
         let mut body = head.into_bytes();
-        body.extend_from_slice(&buf[head_end..head_end + len]);
-        buf.drain(..head_end + len);
+        body.extend_from_slice(&request_body);
         let resp = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Upstream: echo\r\nContent-Length: {}\r\n\r\n",
             body.len()
@@ -344,6 +317,42 @@ fn serve_echo(mut conn: TcpStream, silent: bool) {
             return;
         }
     }
+}
+
+/// Reads one request from `conn`: its head (as text) and its Content-Length
+/// body. `buf` carries bytes read past it to the next call. `None` once the
+/// connection ends.
+#[allow(dead_code)] // not every test binary runs an upstream
+pub fn read_request(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
+    let mut chunk = [0u8; 65536];
+    let head_end = loop {
+        if let Some(i) = find(buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let body = buf[head_end..head_end + len].to_vec();
+    buf.drain(..head_end + len);
+    Some((head, body))
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
