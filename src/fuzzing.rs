@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use crate::config::endpoint::SchemaContext;
 use crate::config::{Config, EndpointSpec};
 use crate::proxy::{fast, mock, relay};
 use crate::router::matcher::{Body, Facts};
-use crate::router::{ByPath, Layers, Lookup, Router, RuntimeEndpoint};
+use crate::router::{ByPath, Layers, Lookup, Router};
 use crate::template::{BodyTemplate, RequestView};
 
 /// The targets, by the names `fuzz/` gives them.
@@ -56,18 +56,7 @@ fn config_dir() -> &'static Path {
 /// The router a checked configuration compiles to (as the gateway builds it).
 fn compile(cfg: Config, runtime: Vec<EndpointSpec>) -> Router {
     let (upstreams, fallback) = crate::router::upstream_table(&cfg);
-    let layers = Layers {
-        files: Arc::new(cfg.endpoints),
-        runtime: runtime
-            .into_iter()
-            .enumerate()
-            .map(|(i, spec)| RuntimeEndpoint {
-                id: i as u64 + 1,
-                spec,
-            })
-            .collect::<Vec<_>>()
-            .into(),
-    };
+    let layers = Layers::numbered(cfg.endpoints, runtime);
     Router::compile(layers, upstreams, fallback, 1).0
 }
 

@@ -653,6 +653,24 @@ pub struct Layers {
     pub runtime: RuntimeLayer,
 }
 
+impl Layers {
+    /// These file endpoints, and runtime endpoints with ids 1, 2, … in order.
+    pub fn numbered(files: Vec<FileEndpoint>, runtime: Vec<EndpointSpec>) -> Layers {
+        Layers {
+            files: Arc::new(files),
+            runtime: runtime
+                .into_iter()
+                .enumerate()
+                .map(|(i, spec)| RuntimeEndpoint {
+                    id: i as u64 + 1,
+                    spec,
+                })
+                .collect::<Vec<_>>()
+                .into(),
+        }
+    }
+}
+
 /// A compile error: which endpoint, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompileError {
@@ -1184,18 +1202,7 @@ mod tests {
     }
 
     fn runtime(list: Vec<EndpointSpec>) -> Layers {
-        Layers {
-            files: Arc::new(vec![]),
-            runtime: list
-                .into_iter()
-                .enumerate()
-                .map(|(i, spec)| RuntimeEndpoint {
-                    id: i as u64 + 1,
-                    spec,
-                })
-                .collect::<Vec<_>>()
-                .into(),
-        }
+        Layers::numbered(vec![], list)
     }
 
     fn compile(layers: Layers) -> Router {
