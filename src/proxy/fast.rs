@@ -273,19 +273,8 @@ impl MockApp {
             }
             ByPath::Miss if !self.explain_404 => {
                 let reply = crate::admin::page_not_found(path);
-                let header = super::json_header(
-                    reply.status,
-                    crate::admin::JSONAPI,
-                    reply.body.len(),
-                    &reply.headers,
-                );
                 self.gw.metrics.requests_other.inc();
-                write_response(
-                    &mut conn.out,
-                    &wire(&header),
-                    close,
-                    (!head).then_some(&reply.body),
-                );
+                write_reply(&mut conn.out, &reply, close, head);
                 (None, Outcome::Unmatched, reply.status, None)
             }
             _ => return None,
@@ -422,6 +411,23 @@ pub(super) fn write_response(
     }
 }
 
+/// A gateway answer (JSON:API document and its headers) as bytes;
+/// `head`: without the body.
+pub(super) fn write_reply(
+    out: &mut BytesMut,
+    reply: &crate::admin::Reply,
+    close: bool,
+    head: bool,
+) {
+    let header = super::json_header(
+        reply.status,
+        crate::admin::JSONAPI,
+        reply.body.len(),
+        &reply.headers,
+    );
+    write_response(out, &wire(&header), close, (!head).then_some(&reply.body));
+}
+
 /// Ends a response header as Pingora's HTTP/1 session does: the current
 /// `Date`, `Connection` for what happens to the connection, a blank line.
 pub(super) fn end_head(out: &mut BytesMut, close: bool) {
@@ -459,14 +465,7 @@ enum Answer {
 /// the client has had a moment to read the answer (a close with unread
 /// bytes would reset it before it arrives).
 async fn refuse(conn: &mut Conn, r: Refusal) -> Step {
-    let reply = r.reply();
-    let header = super::json_header(
-        reply.status,
-        crate::admin::JSONAPI,
-        reply.body.len(),
-        &reply.headers,
-    );
-    write_response(&mut conn.out, &wire(&header), true, Some(&reply.body));
+    write_reply(&mut conn.out, &r.reply(), true, false);
     if conn.stream.write_all(&conn.out).await.is_ok()
         && conn.stream.flush().await.is_ok()
         && conn.stream.shutdown().await.is_ok()

@@ -83,11 +83,5 @@ fn refusal(out: &mut BytesMut, max: usize) {
         ),
     ))
     .with_header("Retry-After", "1".into());
-    let header = super::json_header(
-        reply.status,
-        crate::admin::JSONAPI,
-        reply.body.len(),
-        &reply.headers,
-    );
-    super::fast::write_response(out, &crate::router::wire(&header), true, Some(&reply.body));
+    super::fast::write_reply(out, &reply, true, false);
 }
